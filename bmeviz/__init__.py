@@ -1,0 +1,42 @@
+"""bmeviz: show and measure bone marrow edema (BME) on fat-suppressed fluid-sensitive MRI.
+
+The public API. ``import bmeviz`` never imports napari or Qt.
+
+>>> import bmeviz
+>>> bmeviz.Volume.__name__
+'Volume'
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    BmevizError,
+    BmevizWarning,
+    InconsistentGeometryError,
+    NotAVolumeError,
+    ParameterError,
+    ResourceLimitError,
+    SeriesSelectionError,
+    UnreadableFileError,
+)
+from .volume import Volume
+from .io import SeriesInfo, list_series, load, save_mask
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "Volume",
+    "load",
+    "list_series",
+    "save_mask",
+    "SeriesInfo",
+    "BmevizError",
+    "BmevizWarning",
+    "UnreadableFileError",
+    "NotAVolumeError",
+    "InconsistentGeometryError",
+    "SeriesSelectionError",
+    "ParameterError",
+    "ResourceLimitError",
+]

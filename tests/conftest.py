@@ -1,0 +1,51 @@
+"""Shared fixtures (helpers live in helpers.py)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from helpers import axial_affine, oblique_affine, shared  # noqa: F401
+
+
+@pytest.fixture
+def shared_data():
+    return shared
+
+
+@pytest.fixture
+def small_volume():
+    import bmeviz
+
+    rng = np.random.default_rng(1)
+    arr = rng.normal(200, 20, size=(12, 40, 36)).astype(np.float32)
+    return bmeviz.Volume(arr, oblique_affine(), {"description": "STIR test", "sequence": "STIR"})
+
+
+@pytest.fixture
+def dicom_series(tmp_path, small_volume):
+    """A synthetic STIR series written as DICOM (with planted identifiers)."""
+    from bmeviz.io.dicom_write import write_dicom_series
+
+    folder = tmp_path / "study" / "stir"
+    write_dicom_series(
+        small_volume,
+        folder,
+        sequence="STIR",
+        description="STIR cor obl",
+        patient={"PatientName": "Doe^Jane", "PatientID": "PID-778899", "PatientBirthDate": "19700101",
+                 "AccessionNumber": "ACC-445566", "InstitutionName": "Hospital Zeta"},
+        shuffle_names=True,
+    )
+    return folder
+
+
+@pytest.fixture
+def no_bmeviz_warnings():
+    import bmeviz
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bmeviz.BmevizWarning)
+        yield
