@@ -267,3 +267,17 @@ def test_inputs_are_not_modified(dicom_series):
     bmeviz.list_series(dicom_series)
     bmeviz.load(dicom_series)
     assert {f.name: f.read_bytes() for f in dicom_series.iterdir()} == before
+
+
+@pytest.mark.parametrize("case", [*GOOD_CASES, "generic/anatomical/001_implicit", "KNEE:mese-t2-multiecho",
+                                  "KNEE:cubequant-fs-sagittal"])
+def test_fast_native_read_equals_pydicom_decoding(case):
+    """The scan-offset fast path must give exactly what pydicom's pixel_array gives."""
+    from bmeviz.io.dicom import group, read_stack, scan
+
+    folder = shared("knee-dicom", case[5:]) if case.startswith("KNEE:") else shared("dicom-series-cases", case)
+    info = group(scan(folder))[0]
+    fast, slow = read_stack(info), read_stack(info, fast=False)
+    assert fast.array.dtype == slow.array.dtype and fast.array.dtype.isnative
+    assert np.array_equal(fast.array, slow.array)
+    assert np.array_equal(fast.affine, slow.affine)
