@@ -97,6 +97,167 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- segment / demo
+def _triple(text: str, what: str) -> tuple[float, float, float]:
+    from .errors import ParameterError
+
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        vals = tuple(float(p) for p in parts)
+    except ValueError:
+        vals = ()
+    if len(vals) != 3:
+        raise ParameterError(f"{what} must be three comma-separated numbers, e.g. 12,140,96; got {text!r} "
+                             "(for negative values write --seed-mm=-12.5,40.2,3)")
+    return vals  # type: ignore[return-value]
+
+
+def _check_out_dir(out: "Path", inputs: list["Path"], force: bool) -> None:
+    from .errors import ParameterError
+
+    out_r = out.resolve()
+    for src in inputs:
+        src_r = src.resolve()
+        folder = src_r if src_r.is_dir() else src_r.parent
+        if out_r == folder or (src_r.is_dir() and folder in out_r.parents):
+            if not force:
+                raise ParameterError(f"--out {out} is inside the input folder {folder}; bmeviz never writes "
+                                     "into its inputs: choose another folder (or --force)")
+    if out.exists() and any(out.iterdir()) and not (out / "provenance.json").exists() and not force:
+        raise ParameterError(f"--out {out} exists and holds files bmeviz did not write; choose an empty or new "
+                             "folder (or --force to write beside them; nothing there is deleted)")
+
+
+def _print_result(res, out=None) -> None:
+    t = res.threshold
+    st = t.stats
+    if st is not None:
+        print(f"reference: {res.params['reference']['voxels']} voxels, mean {st.mean:.4g}, SD {st.sd:.4g}, "
+              f"Q3 {st.q3:.4g}, IQR {st.iqr:.4g}")
+    print(f"threshold: {t.value:.4g} ({t.rule}" + (f", k={t.k:g}" if t.k is not None else "") + ")"
+          + (f", strong {t.high:.4g}" if t.high is not None else ""))
+    for m in res.messages:
+        print(f"note: {m}")
+    cols = ["lesion_id", "volume_ml", "voxels", "mean_intensity", "ratio_to_reference", "first_slice", "last_slice"]
+    if len(res.table):
+        print(res.table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    tot = res.totals
+    print(f"total: {tot['n_lesions']} lesion(s), {tot['total_volume_ml']:.3f} mL"
+          + (f", {100 * tot['bme_fraction_of_region']:.2f}% of the region" if tot.get("bme_fraction_of_region") is not None else ""))
+    if out is not None:
+        print(f"wrote: {out}")
+
+
+def _segment_kwargs(args: argparse.Namespace) -> dict:
+    k = args.k
+    if k is not None and k != "adaptive":
+        try:
+            k = float(k)
+        except ValueError:
+            from .errors import ParameterError
+
+            raise ParameterError(f"--k must be a number or 'adaptive'; got {k!r}") from None
+    kwargs = dict(rule=args.rule, k=k, high_k=args.high_k, min_volume_mm3=args.min_volume_mm3,
+                  min_slices=args.min_slices, connectivity=args.connectivity, edge=args.edge, method=args.method,
+                  max_volume_ml=args.max_volume_ml, fill_holes=args.fill_holes)
+    return {key: v for key, v in kwargs.items() if v is not None}
+
+
+@command("segment")
+def _segment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .errors import ParameterError
+    from .pipeline import segment
+
+    out = Path(args.out)
+    inputs = [Path(args.image)] + [Path(p) for p in (args.reference, args.region) if p]
+    _check_out_dir(out, inputs, args.force)
+    vol = load_from_args(args)
+    if args.reference:
+        reference = args.reference
+    elif args.reference_point:
+        reference = _triple(args.reference_point, "--reference-point")
+    elif args.reference_point_mm:
+        reference = {"point_mm": _triple(args.reference_point_mm, "--reference-point-mm")}
+    else:
+        raise ParameterError("give the normal-marrow reference: --reference MASK.nii.gz, or --reference-point "
+                             "Z,Y,X (voxel) / --reference-point-mm X,Y,Z with --reference-radius-mm R")
+    seeds = [_triple(s, "--seed") for s in args.seed or []]
+    seeds_mm = [_triple(s, "--seed-mm") for s in args.seed_mm or []]
+    res = segment(vol, reference=reference, region=args.region, seeds=seeds or None, seeds_mm=seeds_mm or None,
+                  reference_radius_mm=args.reference_radius_mm, **_segment_kwargs(args))
+    res.save(out, overlay=not args.no_overlay, include_phi=args.include_phi)
+    _print_result(res, out)
+    return 0
+
+
+def _add_segment_options(p: argparse.ArgumentParser) -> None:
+    from .pipeline import DEFAULTS
+
+    g = p.add_argument_group("threshold")
+    g.add_argument("--rule", choices=["q3-iqr", "mean-sd", "percentile", "otsu"], help=f"default {DEFAULTS['rule']}")
+    g.add_argument("--k", help="k of the rule ('adaptive' for q3-iqr: the published adaptive k, the default)")
+    g.add_argument("--high-k", type=float, help="strong threshold for hysteresis (keep lesions reaching it)")
+    g = p.add_argument_group("growing and clean-up")
+    g.add_argument("--method", choices=["connected", "confidence"], help="default connected")
+    g.add_argument("--edge", choices=["threshold", "half-max"],
+                   help=f"lesion edge: the reference threshold, or each lesion's half-maximum (default {DEFAULTS['edge']})")
+    g.add_argument("--min-volume-mm3", type=float, help=f"drop smaller lesions (default {DEFAULTS['min_volume_mm3']:g})")
+    g.add_argument("--min-slices", type=int, help=f"consecutive slices a lesion must span (default {DEFAULTS['min_slices']})")
+    g.add_argument("--connectivity", type=int, choices=[6, 18, 26], help="default 26")
+    g.add_argument("--max-volume-ml", type=float, help=f"leak guard per seed (default {DEFAULTS['max_volume_ml']:g} mL)")
+    g.add_argument("--fill-holes", action="store_true", default=None, help="fill holes enclosed in a lesion")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", required=True, help="output folder (bme_mask.nii.gz, lesions.csv, provenance.json, overlay.png)")
+    g.add_argument("--no-overlay", action="store_true", help="skip overlay.png")
+    g.add_argument("--include-phi", action="store_true", help="keep file paths and UIDs in provenance (off: no identifiers)")
+    g.add_argument("--force", action="store_true", help="write into a folder bmeviz did not create")
+
+
+@command("demo")
+def _demo(args: argparse.Namespace) -> int:
+    """The whole path on the synthetic STIR phantom, compared with its ground truth."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from .data import make_phantom
+    from .io import load, save_mask
+    from .pipeline import segment
+
+    out = Path(args.out)
+    _check_out_dir(out, [], args.force)
+    inputs = out / "input"
+    ph = make_phantom(seed=0)
+    # the demo goes through files, as a user's data would
+    from .io import save_volume
+
+    save_volume(ph.volume, inputs / "phantom_stir.nii.gz")
+    save_mask(ph.reference, ph.volume, inputs / "reference.nii.gz")
+    save_mask(ph.bone, ph.volume, inputs / "bone_region.nii.gz")
+    save_mask(ph.truth, ph.volume, inputs / "truth.nii.gz")
+    vol = load(inputs / "phantom_stir.nii.gz")
+    print(vol)
+    print(f"seeds (one click per lesion, voxel slice,row,col): {ph.seeds.tolist()}")
+    res = segment(vol, reference=inputs / "reference.nii.gz", region=inputs / "bone_region.nii.gz",
+                  seeds=ph.seeds, edge="half-max")
+    res.save(out / "result")
+    _print_result(res, out / "result")
+    print("\nagainst the phantom's ground truth:")
+    truth = ph.truth
+    for i, v in enumerate(ph.lesion_volumes_ml, start=1):
+        t = truth == i
+        ids = np.unique(res.labels[t])
+        m = np.isin(res.labels, ids[ids > 0])
+        got = m.sum() * vol.voxel_volume_mm3 / 1000
+        dice = 2 * (m & t).sum() / max(1, m.sum() + t.sum())
+        print(f"  lesion {i}: truth {v:.3f} mL, bmeviz {got:.3f} mL ({100 * (got / v - 1):+.1f}%), Dice {dice:.3f}")
+    print(f"\nopen {out / 'result' / 'overlay.png'} to see the outlines; bme_mask.nii.gz overlays "
+          f"{inputs / 'phantom_stir.nii.gz'} in ITK-SNAP or 3D Slicer.")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser / main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -115,6 +276,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="load a scan and print its geometry and metadata")
     p.add_argument("path", help="DICOM folder/file or NIfTI")
     _add_series_args(p)
+
+    p = sub.add_parser("segment", help="outline and measure BME in one scan")
+    p.add_argument("image", help="DICOM folder/file or NIfTI of a fluid-sensitive series (STIR, T2/PD FS)")
+    _add_series_args(p)
+    g = p.add_argument_group("reference (normal marrow) and region")
+    g.add_argument("--reference", help="normal-marrow mask (NIfTI on the image grid)")
+    g.add_argument("--reference-point", help="Z,Y,X voxel (slice,row,column) in normal marrow")
+    g.add_argument("--reference-point-mm", help="X,Y,Z in RAS mm in normal marrow (use = before negatives)")
+    g.add_argument("--reference-radius-mm", type=float, help="radius of the reference ball (default 8 mm)")
+    g.add_argument("--region", help="search region mask (bone/marrow) on the image grid")
+    g = p.add_argument_group("seeds (clicks in lesions; none = every lesion in the region)")
+    g.add_argument("--seed", action="append", metavar="Z,Y,X", help="voxel (slice,row,column); repeatable")
+    g.add_argument("--seed-mm", action="append", metavar="X,Y,Z", help="RAS mm; repeatable; write --seed-mm=-12.5,40.2,3 for negatives")
+    _add_segment_options(p)
+
+    p = sub.add_parser("demo", help="run the whole path on the synthetic STIR phantom")
+    p.add_argument("--out", default="bmeviz-demo", help="output folder (default bmeviz-demo)")
+    p.add_argument("--force", action="store_true", help="write into a folder bmeviz did not create")
 
     for extend in _EXTENSIONS:
         extend(sub)
