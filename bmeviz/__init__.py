@@ -21,6 +21,7 @@ from .errors import (
 )
 from .volume import Volume
 from .io import SeriesInfo, list_series, load, save_mask
+from .pipeline import Result, segment
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,8 @@ __all__ = [
     "list_series",
     "save_mask",
     "SeriesInfo",
+    "segment",
+    "Result",
     "BmevizError",
     "BmevizWarning",
     "UnreadableFileError",
