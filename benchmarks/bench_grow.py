@@ -204,9 +204,9 @@ def main(argv=None):
                 row += f" {str(same):>5} {c['peak_vs_input']:>8.3f} {c['scratch_vs_input']:>10.3f}"
             print(row)
     print("\nwall and cpu: medians over round-robin repeats; ratios are bmeviz / reference."
-          "\nleak: a seed in the joint-fluid slab (200 x 30 x 512 voxels) with max_volume_ml="
-          f"{LEAK['max_volume_ml']:g}; bmeviz stops and discards (same = leaked and empty),"
-          "\nthe references flood the whole slab.")
+          "\nleak: a seed in the joint-fluid slab (200 x 30 x 512 voxels) with "
+          f"max_volume_ml={LEAK['max_volume_ml']:g};\nbmeviz stops and discards the region "
+          "(same = leaked and empty), the references flood the whole slab.")
     print("\npeak/in: tracemalloc peak of bmeviz.grow / input bytes; it includes the full-size"
           "\noutputs (bool mask + int32 seed_labels = 1.25x a float32 input), which are"
           "\nallocated zeroed and only touched around the lesion; scratch/in excludes them.")

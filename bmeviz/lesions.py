@@ -334,8 +334,16 @@ def lesion_table(
     affine,
     reference: ReferenceStats | None = None,
     region: np.ndarray | None = None,
+    origin: tuple[int, int, int] = (0, 0, 0),
+    region_voxels: int | None = None,
 ):
     """Measure each lesion: size, intensity relative to normal marrow, position, extent.
+
+    ``labels``, ``image`` and ``region`` may be a crop of a larger grid that starts at
+    index ``origin`` there (``affine`` stays the full grid's): indices and positions are
+    then reported in the full grid, and ``region_voxels`` gives the full region's size
+    for the region fraction. This is how a seeded segmentation measures only where the
+    lesions are.
 
     Parameters
     ----------
@@ -414,16 +422,21 @@ def lesion_table(
     ids, cv = _compact(vals, "labels")
     m = int(ids.size)
 
-    region_voxels = None if region_mask is None else int(np.count_nonzero(region_mask))
+    if region_mask is None:
+        region_voxels = None
+    elif region_voxels is None:
+        region_voxels = int(np.count_nonzero(region_mask))
+    off = np.asarray(origin, dtype=np.int64).reshape(3)
     in_region_by_id: dict[int, int] = {}
 
     if m == 0:
         df = _empty_table()
     else:
-        coords = np.unravel_index(nz, lab.shape)
+        local = np.unravel_index(nz, lab.shape)
+        coords = tuple(c + o for c, o in zip(local, off)) if off.any() else local
         counts = np.bincount(cv, minlength=m + 1)[1:]
 
-        values = np.asarray(img[coords], dtype=np.float64)
+        values = np.asarray(img[local], dtype=np.float64)
         finite = np.isfinite(values)
         n_finite = np.bincount(cv[finite], minlength=m + 1)[1:]
         sums = np.bincount(cv[finite], weights=values[finite], minlength=m + 1)[1:]
@@ -456,7 +469,7 @@ def lesion_table(
             lo[:, ax], hi[:, ax] = mn[1:], mx[1:]
         ras = centroid @ aff[:3, :3].T + aff[:3, 3]
         extent = (hi - lo + 1) * spacing
-        on_slices, _ = _slice_runs(cv, coords[0], m, lab.shape[0])
+        on_slices, _ = _slice_runs(cv, local[0], m, lab.shape[0])
 
         volume = counts * voxel_mm3
         df = pd.DataFrame(

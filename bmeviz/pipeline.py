@@ -262,6 +262,18 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _bbox(mask: np.ndarray, *, margin: int = 1) -> tuple[slice, slice, slice]:
+    """Bounding box of ``mask`` grown by ``margin`` voxels (a 1-voxel box when empty)."""
+    if not mask.any():
+        return (slice(0, 1), slice(0, 1), slice(0, 1))
+    box = []
+    for ax in range(3):
+        other = tuple(a for a in range(3) if a != ax)
+        hit = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(max(0, int(hit[0]) - margin), min(mask.shape[ax], int(hit[-1]) + 1 + margin)))
+    return tuple(box)  # type: ignore[return-value]
+
+
 def _keep_components_reaching(mask: np.ndarray, strong: np.ndarray, connectivity: int) -> np.ndarray:
     """Hysteresis: the components of ``mask`` that hold at least one ``strong`` voxel."""
     from .lesions import label
@@ -445,11 +457,19 @@ def segment(
             raise ParameterError("edge='half-max' needs reference statistics (a reference region)")
         mask, edge_info = refine_half_max(image, mask, background=thr.stats.mean, floor=thr.value,
                                           spacing=spacing, connectivity=connectivity)
-    labels = clean(mask, spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
-                   fill_holes=fill_holes, connectivity=connectivity)
-    if region_mask is not None and fill_holes:
-        labels = np.where(region_mask, labels, 0).astype(labels.dtype)
-    table = lesion_table(labels, image, affine=volume.affine, reference=thr.stats, region=region_mask)
+    # clean-up and measurement work on the lesions' bounding box only: a seeded result
+    # costs what its lesions cost, not what the volume costs
+    box = _bbox(mask, margin=1)
+    sub = clean(mask[box], spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
+                fill_holes=fill_holes, connectivity=connectivity)
+    sub_region = None if region_mask is None else region_mask[box]
+    if sub_region is not None and fill_holes:
+        sub = np.where(sub_region, sub, 0).astype(sub.dtype)
+    labels = np.zeros(volume.shape, dtype=sub.dtype)
+    labels[box] = sub
+    table = lesion_table(sub, image[box], affine=volume.affine, reference=thr.stats, region=sub_region,
+                         origin=tuple(sl.start for sl in box),
+                         region_voxels=None if region_mask is None else int(np.count_nonzero(region_mask)))
     params = _plain({
         "rule": rule,
         "k": k,

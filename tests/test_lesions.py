@@ -492,3 +492,21 @@ def test_lesion_table_reader_mask_volume_real_sij():
     ijk = [row.centroid_col, row.centroid_row, row.centroid_slice]
     xyz = nib.affines.apply_affine(img.affine, ijk)
     assert [row.centroid_x_mm, row.centroid_y_mm, row.centroid_z_mm] == pytest.approx(xyz)
+
+
+def test_table_of_a_crop_with_origin_equals_the_full_table():
+    """segment() measures only the lesions' bounding box; the numbers must not change."""
+    rng = np.random.default_rng(7)
+    labels = np.zeros((20, 60, 50), np.int32)
+    labels[3:6, 10:20, 12:18] = 1
+    labels[8:12, 30:41, 20:33] = 2
+    image = rng.normal(100, 10, labels.shape)
+    region = np.zeros(labels.shape, bool)
+    region[2:15, 5:50, 5:45] = True
+    affine = np.array([[0, 0, -0.6, 30], [0, -0.6, 0, 20], [3.0, 0, 0, -40], [0, 0, 0, 1]])
+    full = lesion_table(labels, image, affine=affine, region=region)
+    box = (slice(2, 13), slice(9, 42), slice(11, 34))
+    crop = lesion_table(labels[box], image[box], affine=affine, region=region[box],
+                        origin=(2, 9, 11), region_voxels=int(region.sum()))
+    pd.testing.assert_frame_equal(full, crop)
+    assert full.attrs["totals"] == crop.attrs["totals"]
