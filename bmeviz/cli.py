@@ -187,7 +187,7 @@ def _segment(args: argparse.Namespace) -> int:
     seeds_mm = [_triple(s, "--seed-mm") for s in args.seed_mm or []]
     res = segment(vol, reference=reference, region=args.region, seeds=seeds or None, seeds_mm=seeds_mm or None,
                   reference_radius_mm=args.reference_radius_mm, **_segment_kwargs(args))
-    res.save(out, overlay=not args.no_overlay, include_phi=args.include_phi)
+    res.save(out, overlay=not args.no_overlay, include_phi=args.include_phi, seg=args.seg, report=args.report)
     _print_result(res, out)
     return 0
 
@@ -211,6 +211,8 @@ def _add_segment_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, help="output folder (bme_mask.nii.gz, lesions.csv, provenance.json, overlay.png)")
     g.add_argument("--no-overlay", action="store_true", help="skip overlay.png")
+    g.add_argument("--seg", action="store_true", help="also write bme_seg.dcm (DICOM SEG; DICOM input only)")
+    g.add_argument("--report", action="store_true", help="also write report.html (self-contained case report)")
     g.add_argument("--include-phi", action="store_true", help="keep file paths and UIDs in provenance (off: no identifiers)")
     g.add_argument("--force", action="store_true", help="write into a folder bmeviz did not create")
 
@@ -295,13 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bmeviz-demo", help="output folder (default bmeviz-demo)")
     p.add_argument("--force", action="store_true", help="write into a folder bmeviz did not create")
 
-    for extend in _EXTENSIONS:
-        extend(sub)
+    import importlib
+
+    for name in _EXTENSION_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # an optional part that is not installed
+            continue
+        module.add_cli(sub, command)
     return parser
 
 
-#: Functions that add sub-parsers (kept beside the code they call).
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
+#: Modules that add their own sub-commands: each has ``add_cli(subparsers, command)``,
+#: adds a parser and registers its handler with the ``command(name)`` decorator. They
+#: must not import heavy optional packages (napari, Qt, dask) at import time.
+_EXTENSION_MODULES = ("bmeviz.batch", "bmeviz.napari.cli")
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:

@@ -216,9 +216,19 @@ class Result:
             "messages": list(self.messages),
         }
 
-    def save(self, out_dir: str | os.PathLike, *, overlay: bool = True, include_phi: bool = False) -> dict[str, Path]:
+    def save(
+        self,
+        out_dir: str | os.PathLike,
+        *,
+        overlay: bool = True,
+        include_phi: bool = False,
+        seg: bool = False,
+        report: bool = False,
+    ) -> dict[str, Path]:
         """Write ``bme_mask.nii.gz`` (lesion ids on the source grid), ``lesions.csv``,
-        ``provenance.json`` and ``overlay.png`` to ``out_dir``, each atomically."""
+        ``provenance.json`` and ``overlay.png`` to ``out_dir``, each atomically; with
+        ``seg=True`` also ``bme_seg.dcm`` (DICOM SEG, DICOM sources only) and with
+        ``report=True`` ``report.html``."""
         from .io import save_mask
         from .io._atomic import atomic_path, atomic_write_text
 
@@ -235,6 +245,14 @@ class Result:
             from .plot import save_overlay
 
             paths["overlay"] = save_overlay(self, out / "overlay.png")
+        if seg:
+            from .io.seg import save_seg
+
+            paths["seg"] = save_seg(self, out / "bme_seg.dcm", include_phi=include_phi)
+        if report:
+            from .report import save_report
+
+            paths["report"] = save_report(self, out / "report.html", include_phi=include_phi)
         return paths
 
 
