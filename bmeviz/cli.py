@@ -203,8 +203,10 @@ def _add_segment_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", choices=["connected", "confidence"], help="default connected")
     g.add_argument("--edge", choices=["threshold", "half-max"],
                    help=f"lesion edge: the reference threshold, or each lesion's half-maximum (default {DEFAULTS['edge']})")
-    g.add_argument("--min-volume-mm3", type=float, help=f"drop smaller lesions (default {DEFAULTS['min_volume_mm3']:g})")
-    g.add_argument("--min-slices", type=int, help=f"consecutive slices a lesion must span (default {DEFAULTS['min_slices']})")
+    g.add_argument("--min-volume-mm3", type=float,
+                   help="drop smaller lesions (default: 0 with seeds, 10 without)")
+    g.add_argument("--min-slices", type=int,
+                   help="consecutive slices a lesion must span (default: 1 with seeds, 2 without)")
     g.add_argument("--connectivity", type=int, choices=[6, 18, 26], help="default 26")
     g.add_argument("--max-volume-ml", type=float, help=f"leak guard per seed (default {DEFAULTS['max_volume_ml']:g} mL)")
     g.add_argument("--fill-holes", action="store_true", default=None, help="fill holes enclosed in a lesion")

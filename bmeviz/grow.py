@@ -454,7 +454,7 @@ def _local(box, seed) -> tuple[int, ...]:
 
 
 def _leak_message(result: GrowResult, leaks: list[tuple[int, str]], *, max_volume_ml,
-                  max_radius_mm) -> str:
+                  max_radius_mm, has_region: bool = False) -> str:
     n = len(result.seeds)
     parts = []
     for kind in ("volume", "radius"):
@@ -470,11 +470,15 @@ def _leak_message(result: GrowResult, leaks: list[tuple[int, str]], *, max_volum
         more = f" and {len(which) - 5} more" if len(which) > 5 else ""
         noun = "seed" if len(which) == 1 else "seeds"
         parts.append(f"{noun} {shown}{more} (of {n}) {reason}")
-    return (
-        f"region growing leaked: {'; '.join(parts)}. The region probably ran into joint "
-        "fluid or other bright tissue: pass region= (a bone mask), a higher low= or an "
-        "upper high="
-    )
+    volume_leak = any(k == "volume" for _, k in leaks)
+    raise_it = "max_volume_ml (CLI --max-volume-ml)" if volume_leak else "max_radius_mm"
+    if has_region:
+        advice = (f"If this is a real, large lesion raise {raise_it}; if it ran into bright tissue "
+                  "inside the region, tighten the region or raise the threshold")
+    else:
+        advice = ("The region probably ran into joint fluid or other bright tissue: pass region= "
+                  f"(a bone mask), a higher low= or an upper high=; for a real, large lesion raise {raise_it}")
+    return f"region growing leaked: {'; '.join(parts)}. {advice}"
 
 
 def _resolve(image, seeds, low, high, region, connectivity, spacing, max_volume_ml,
@@ -596,7 +600,7 @@ def grow(
     result, _, leaks = _run(img, pts, low=low, high=high, region=reg, connectivity=conn,
                             spacing=sp, max_voxels=_max_voxels(vmax, sp), max_radius_mm=rmax)
     if leaks:
-        warn(_leak_message(result, leaks, max_volume_ml=vmax, max_radius_mm=rmax))
+        warn(_leak_message(result, leaks, max_volume_ml=vmax, max_radius_mm=rmax, has_region=region is not None))
     return result
 
 
@@ -736,7 +740,7 @@ def confidence_grow(
                           voxels=(0,) * n, leaked=(False,) * n, below=(True,) * n,
                           low=float("nan"), high=None, spacing=sp, connectivity=conn)
     if leaks:
-        warn(_leak_message(result, leaks, max_volume_ml=vmax, max_radius_mm=rmax))
+        warn(_leak_message(result, leaks, max_volume_ml=vmax, max_radius_mm=rmax, has_region=region is not None))
     return result
 
 
