@@ -96,6 +96,9 @@ class GrowResult:
     high: float | None = None
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     connectivity: int = 26
+    #: Bounding box (slices) of ``mask``, or None when nothing grew: lets callers work on
+    #: the lesions only, without scanning the volume.
+    bbox: tuple[slice, slice, slice] | None = None
 
     @property
     def voxel_volume_ml(self) -> float:
@@ -438,10 +441,13 @@ def _run(image, seeds, *, low, high, region, connectivity, spacing, max_voxels, 
         mask[box] |= comp
         voxels[i] = int(np.count_nonzero(new))
         boxes[i] = box
+    used = [b for b in boxes if b is not None]
+    bbox = None if not used else tuple(
+        slice(min(b[a].start for b in used), max(b[a].stop for b in used)) for a in range(3))
     result = GrowResult(mask=mask, seed_labels=labels, seeds=seeds, voxels=tuple(voxels),
                         leaked=tuple(leaked), below=tuple(below), low=float(low),
                         high=None if high is None else float(high), spacing=spacing,
-                        connectivity=connectivity)
+                        connectivity=connectivity, bbox=bbox)
     return result, boxes, leaks
 
 

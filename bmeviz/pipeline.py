@@ -129,10 +129,10 @@ def resolve_reference(
             raise ParameterError(f"reference point {idx.tolist()} is outside the image {volume.shape}")
         mask = sphere_mask(volume.shape, idx, radius, spacing=volume.spacing)
         return mask, {"kind": "sphere", "point": idx.tolist(), "point_mm": volume.index_to_ras(idx).round(3).tolist(),
-                      "radius_mm": radius, "voxels": int(mask.sum())}
+                      "radius_mm": radius, "voxels": int(np.count_nonzero(mask))}
     mask = resolve_mask(reference, volume, "reference")
     assert mask is not None
-    return mask, {"kind": "mask", "voxels": int(mask.sum())}
+    return mask, {"kind": "mask", "voxels": int(np.count_nonzero(mask))}
 
 
 def resolve_seeds(volume: Volume, seeds: Any = None, seeds_mm: Any = None) -> np.ndarray:
@@ -294,6 +294,10 @@ def _bbox(mask: np.ndarray, *, margin: int = 1) -> tuple[slice, slice, slice]:
         hit = np.flatnonzero(mask.any(axis=other))
         box.append(slice(max(0, int(hit[0]) - margin), min(mask.shape[ax], int(hit[-1]) + 1 + margin)))
     return tuple(box)  # type: ignore[return-value]
+
+
+def _pad(box: tuple[slice, ...], shape: tuple[int, ...], margin: int) -> tuple[slice, slice, slice]:
+    return tuple(slice(max(0, b.start - margin), min(n, b.stop + margin)) for b, n in zip(box, shape))  # type: ignore[return-value]
 
 
 def _keep_components_reaching(mask: np.ndarray, strong: np.ndarray, connectivity: int) -> np.ndarray:
@@ -489,7 +493,10 @@ def segment(
         min_slices = 1 if seeded else 2
     # clean-up and measurement work on the lesions' bounding box only: a seeded result
     # costs what its lesions cost, not what the volume costs
-    box = _bbox(mask, margin=1)
+    if grow_result is not None and thr.high is None and edge == "threshold" and grow_result.bbox is not None:
+        box = _pad(grow_result.bbox, volume.shape, 1)  # growing knows where its lesions are
+    else:
+        box = _bbox(mask, margin=1)
     sub = clean(mask[box], spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
                 fill_holes=fill_holes, connectivity=connectivity)
     sub_region = None if region_mask is None else region_mask[box]
@@ -497,6 +504,8 @@ def segment(
         sub = np.where(sub_region, sub, 0).astype(sub.dtype)
     labels = np.zeros(volume.shape, dtype=sub.dtype)
     labels[box] = sub
+    final_mask = np.zeros(volume.shape, dtype=bool)
+    final_mask[box] = sub > 0
     if grow_result is not None:
         for i, (n, seed) in enumerate(zip(grow_result.voxels, seed_idx)):
             if n > 0 and labels[tuple(seed)] == 0:
@@ -520,12 +529,12 @@ def segment(
         "max_volume_ml": max_volume_ml,
         "max_radius_mm": max_radius_mm,
         "reference": ref_info,
-        "region": None if region_mask is None else {"voxels": int(region_mask.sum())},
+        "region": None if region_mask is None else {"voxels": int(np.count_nonzero(region_mask))},
         "seeds": seed_idx.tolist(),
         "seeds_mm_given": None if seeds_mm is None else np.asarray(seeds_mm, float).reshape(-1, 3).tolist(),
         "mode": "seeded" if seed_idx.size else "all-in-region",
         "edge": edge,
         "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
     })
-    return Result(volume=volume, mask=labels > 0, labels=labels, table=table, threshold=thr, params=params,
+    return Result(volume=volume, mask=final_mask, labels=labels, table=table, threshold=thr, params=params,
                   reference=ref_mask, region=region_mask, grow=grow_result, messages=tuple(messages))

@@ -155,7 +155,7 @@ def _reference_values(image: np.ndarray, reference: Any) -> np.ndarray:
     values = np.asarray(image[ref], dtype=np.float64)
     finite = np.isfinite(values)
     if not finite.all():
-        n_bad = int(values.size - finite.sum())
+        n_bad = int(values.size - np.count_nonzero(finite))
         if n_bad == values.size:
             raise ParameterError(
                 "reference covers only NaN/infinite image values: place it on real "
@@ -520,7 +520,7 @@ def compute_threshold(
                 "region; the region is uniform or all NaN"
             )
         value = float(threshold_otsu(inside))
-        details = {"region_voxels": int(region_mask.sum()), "otsu_values": int(inside.size)}
+        details = {"region_voxels": int(np.count_nonzero(region_mask)), "otsu_values": int(inside.size)}
         return Threshold(value=value, rule=rule, k=None, stats=stats, high=None, details=details)
 
     if stats is None:

@@ -642,3 +642,17 @@ def test_confidence_grow_leak_guard(fluid_and_lesion):
     with pytest.warns(BmevizWarning, match="max_volume_ml"):
         res = confidence_grow(img, (15, 200, 128), spacing=SPACING, max_volume_ml=2.0)
     assert res.leaked == (True,) and not res.mask.any()
+
+
+def test_bbox_bounds_the_grown_mask_exactly():
+    """segment() trusts GrowResult.bbox to crop its clean-up and table: it must hold the whole mask."""
+    rng = np.random.default_rng(3)
+    img = rng.normal(100, 10, size=(30, 80, 90)).astype(np.float32)
+    img[5:9, 10:30, 20:25] = 400
+    img[20:26, 50:70, 60:85] = 400
+    res = grow(img, [(6, 15, 22), (22, 60, 70)], low=250)
+    inside = np.zeros_like(res.mask)
+    inside[res.bbox] = True
+    assert res.mask.any() and not (res.mask & ~inside).any()  # the box holds the whole mask
+    assert inside.sum() < 0.2 * inside.size  # and only the lesions' neighbourhood
+    assert grow(img, [(0, 0, 0)], low=250).bbox is None
