@@ -167,6 +167,11 @@ def current_defaults(mode: str) -> dict:
 
     p = inspect.signature(segment).parameters
     cfg = {name: p[name].default for name in ("rule", "k", "min_volume_mm3", "min_slices")}
+    # None = resolved by mode inside segment(): seeded keeps every click, no-seed cleans
+    if cfg["min_volume_mm3"] is None:
+        cfg["min_volume_mm3"] = 0.0 if mode == "seeded" else 10.0
+    if cfg["min_slices"] is None:
+        cfg["min_slices"] = 1 if mode == "seeded" else 2
     if "edge" in p:
         cfg["edge"] = p["edge"].default
     if mode == "seeded":
