@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ._jsonable import jsonable
 from .errors import ParameterError, warn
 from .volume import Volume
 
@@ -216,7 +217,7 @@ class Result:
             "params": self.params,
             "threshold": self.threshold.to_dict(),
             "grow": None if self.grow is None else self.grow.to_dict(),
-            "totals": _plain(self.totals),
+            "totals": jsonable(self.totals),
             "messages": list(self.messages),
         }
 
@@ -268,20 +269,6 @@ def _input_name(md: Mapping, include_phi: bool) -> str | None:
         return str(files[0]) if len(files) == 1 else os.path.commonpath(files)
     # only the file or folder name: full paths often carry patient names
     return Path(files[0]).name if len(files) == 1 else Path(os.path.commonpath(files)).name
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def _bbox(mask: np.ndarray, *, margin: int = 1) -> tuple[slice, slice, slice]:
@@ -514,7 +501,7 @@ def segment(
     table = lesion_table(sub, image[box], affine=volume.affine, reference=thr.stats, region=sub_region,
                          origin=tuple(sl.start for sl in box),
                          region_voxels=None if region_mask is None else int(np.count_nonzero(region_mask)))
-    params = _plain({
+    params = jsonable({
         "rule": rule,
         "k": k,
         "k_used": thr.k,

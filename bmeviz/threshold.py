@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ._jsonable import jsonable
 from .errors import ParameterError, warn
 
 __all__ = [
@@ -62,23 +63,6 @@ MIN_REFERENCE_VOXELS = 30
 # ---------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------
-def _plain(obj: Any) -> Any:
-    """Turn numpy scalars/arrays (also nested in dicts, lists) into plain Python."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj
-
-
 def _as_image(image: Any, name: str = "image") -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim == 0 or arr.size == 0:
@@ -143,7 +127,7 @@ class ReferenceStats:
 
     def to_dict(self) -> dict:
         """The statistics as a JSON-serialisable dict of plain ints and floats."""
-        return _plain(asdict(self))
+        return jsonable(asdict(self))
 
 
 def _reference_values(image: np.ndarray, reference: Any) -> np.ndarray:
@@ -341,7 +325,7 @@ class Threshold:
             "k": None if self.k is None else float(self.k),
             "stats": None if self.stats is None else self.stats.to_dict(),
             "high": None if self.high is None else float(self.high),
-            "details": _plain(dict(self.details)),
+            "details": jsonable(dict(self.details)),
         }
 
 
