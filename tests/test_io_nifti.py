@@ -121,3 +121,13 @@ def test_scale_slope_is_applied(tmp_path):
     vol = bmeviz.load(p)
     assert np.allclose(vol.array, data.transpose(2, 1, 0) * 3.3, rtol=1e-6)
     assert vol.metadata["rescale"]["applied"]
+
+
+def test_outputs_get_the_usual_file_mode_not_private(tmp_path):
+    import os
+
+    vol = bmeviz.Volume(np.zeros((3, 4, 5), np.float32), oblique_affine())
+    out = bmeviz.save_mask(np.ones(vol.shape, bool), vol, tmp_path / "m.nii.gz")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == (0o666 & ~umask)
