@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
+from bmeviz.metrics import dice, volume_ml as _volume_ml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sij-stir-dev"
@@ -101,13 +102,8 @@ def load_case(sid: str) -> dict:
     return case
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
-    return 2.0 * int(np.count_nonzero(a & b)) / s if s else float("nan")
-
-
 def volume_ml(mask: np.ndarray, spacing) -> float:
-    return float(np.count_nonzero(mask) * np.prod(spacing) / 1000.0)
+    return _volume_ml(mask, float(np.prod(spacing)))
 
 
 def r11_seeds(case: dict) -> np.ndarray:

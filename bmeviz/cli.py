@@ -112,7 +112,29 @@ def _triple(text: str, what: str) -> tuple[float, float, float]:
     return vals  # type: ignore[return-value]
 
 
-def _check_out_dir(out: "Path", inputs: list["Path"], force: bool) -> None:
+#: Files ``bmeviz segment`` may write into ``--out``.
+SEGMENT_OUTPUTS = ("bme_mask.nii.gz", "lesions.csv", "provenance.json", "overlay.png", "bme_seg.dcm", "report.html")
+
+
+def _written_by_bmeviz(folder: "Path") -> bool:
+    """A folder an earlier bmeviz run wrote: its provenance.json (or the demo's result/
+    provenance.json) says ``software: bmeviz``."""
+    import json
+
+    for prov in (folder / "provenance.json", folder / "result" / "provenance.json"):
+        try:
+            info = json.loads(prov.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and isinstance(info.get("software"), dict) and info["software"].get("name") == "bmeviz":
+            return True
+    return False
+
+
+def _check_out_dir(out: "Path", inputs: list["Path"], force: bool, outputs: Sequence[str] = ()) -> None:
+    """Refuse an output folder that is (or is inside) an input folder, that is a file, or
+    that holds files bmeviz did not write (``--force`` writes beside them, but never over
+    a file of the same name that bmeviz did not write)."""
     from .errors import ParameterError
 
     out_r = out.resolve()
@@ -123,9 +145,31 @@ def _check_out_dir(out: "Path", inputs: list["Path"], force: bool) -> None:
             if not force:
                 raise ParameterError(f"--out {out} is inside the input folder {folder}; bmeviz never writes "
                                      "into its inputs: choose another folder (or --force)")
-    if out.exists() and any(out.iterdir()) and not (out / "provenance.json").exists() and not force:
-        raise ParameterError(f"--out {out} exists and holds files bmeviz did not write; choose an empty or new "
-                             "folder (or --force to write beside them; nothing there is deleted)")
+        if src_r.is_file() and src_r.parent == out_r and src_r.name in outputs:
+            raise ParameterError(f"--out {out} would overwrite the input {src}; choose another folder")
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {out} is a file, not a folder; choose a new or empty folder")
+    import os
+
+    existing = out_r
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ParameterError(f"--out {out}: {existing} is a file, not a folder; choose another output folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ParameterError(f"--out {out}: no permission to write in {existing}; choose a folder you can write to")
+    try:
+        held = out.is_dir() and any(out.iterdir())
+    except OSError as exc:
+        raise ParameterError(f"--out {out}: cannot list the folder ({exc.strerror or exc})") from None
+    if held and not _written_by_bmeviz(out):
+        if not force:
+            raise ParameterError(f"--out {out} exists and holds files bmeviz did not write; choose an empty or new "
+                                 "folder (or --force to write beside them; nothing there is deleted)")
+        clash = [name for name in outputs if (out / name).exists()]
+        if clash:
+            raise ParameterError(f"--out {out} already holds {', '.join(clash)}, not written by bmeviz; even with "
+                                 "--force bmeviz does not overwrite them: choose another folder")
 
 
 def _print_result(res, out=None) -> None:
@@ -172,7 +216,7 @@ def _segment(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     inputs = [Path(args.image)] + [Path(p) for p in (args.reference, args.region) if p]
-    _check_out_dir(out, inputs, args.force)
+    _check_out_dir(out, inputs, args.force, SEGMENT_OUTPUTS)
     vol = load_from_args(args)
     if args.reference:
         reference = args.reference
@@ -224,14 +268,12 @@ def _demo(args: argparse.Namespace) -> int:
     """The whole path on the synthetic STIR phantom, compared with its ground truth."""
     from pathlib import Path
 
-    import numpy as np
-
     from .data import make_phantom
     from .io import load, save_mask
     from .pipeline import segment
 
     out = Path(args.out)
-    _check_out_dir(out, [], args.force)
+    _check_out_dir(out, [], args.force, ("input", "result"))
     inputs = out / "input"
     ph = make_phantom(seed=0)
     # the demo goes through files, as a user's data would
@@ -249,14 +291,11 @@ def _demo(args: argparse.Namespace) -> int:
     res.save(out / "result")
     _print_result(res, out / "result")
     print("\nagainst the phantom's ground truth:")
-    truth = ph.truth
-    for i, v in enumerate(ph.lesion_volumes_ml, start=1):
-        t = truth == i
-        ids = np.unique(res.labels[t])
-        m = np.isin(res.labels, ids[ids > 0])
-        got = m.sum() * vol.voxel_volume_mm3 / 1000
-        dice = 2 * (m & t).sum() / max(1, m.sum() + t.sum())
-        print(f"  lesion {i}: truth {v:.3f} mL, bmeviz {got:.3f} mL ({100 * (got / v - 1):+.1f}%), Dice {dice:.3f}")
+    from .metrics import match_lesions
+
+    for m in match_lesions(res.labels, ph.truth, voxel_volume_mm3=vol.voxel_volume_mm3):
+        print(f"  lesion {m['truth_id']}: truth {m['truth_ml']:.3f} mL, bmeviz {m['found_ml']:.3f} mL "
+              f"({m['error_pct']:+.1f}%), Dice {m['dice']:.3f}")
     print(f"\nopen {out / 'result' / 'overlay.png'} to see the outlines; bme_mask.nii.gz overlays "
           f"{inputs / 'phantom_stir.nii.gz'} in ITK-SNAP or 3D Slicer.")
     return 0
@@ -341,6 +380,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"bmeviz: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine, not the data: a folder that cannot be written, a full disk
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"bmeviz: error: {where}{exc.strerror or exc} (check the path, its permissions and the free space; "
+              "--debug for the traceback)", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print("bmeviz: error: out of memory; crop or downsample the scan, or use a bigger machine "
+              "(--debug for the traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bmeviz: interrupted", file=sys.stderr)
