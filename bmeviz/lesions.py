@@ -412,7 +412,7 @@ def lesion_table(
     region_mask = None
     if region is not None:
         region_mask = _as_mask(region, lab.shape, "region")
-        if not region_mask.any():
+        if region_voxels is None and not region_mask.any():  # a crop may hold none of it
             raise ParameterError("region mask is empty: it must cover the bone searched for BME")
 
     spacing = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))

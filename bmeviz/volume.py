@@ -32,7 +32,7 @@ _PLANES = {0: "sagittal", 1: "coronal", 2: "axial"}
 
 
 def _as_affine(affine: Any) -> np.ndarray:
-    aff = np.asarray(affine, dtype=float)
+    aff = np.array(affine, dtype=float)  # a copy: the caller's array stays writeable
     if aff.shape != (4, 4):
         raise ParameterError(f"affine must be 4x4, got shape {aff.shape}")
     if not np.all(np.isfinite(aff)):

@@ -206,3 +206,13 @@ def test_provenance_has_no_identifiers(tmp_path, dicom_series):
     text = "".join(p.read_text() for p in (tmp_path / "o").iterdir() if p.suffix in {".json", ".csv"})
     for phi in ("Doe", "PID-778899", "ACC-445566", "Hospital Zeta", "19700101", str(dicom_series.parent)):
         assert phi not in text
+
+
+def test_seeds_that_grow_nothing_give_an_empty_result_and_say_why(phantoms):
+    ph = phantoms[0]
+    marrow_point = ph.reference_point  # normal marrow: below the threshold
+    with pytest.warns(BmevizWarning, match="below the threshold"):
+        res = segment(ph.volume, reference=ph.reference, region=ph.bone, seeds=[marrow_point])
+    assert res.n_lesions == 0 and res.total_volume_ml == 0
+    assert res.totals["bme_fraction_of_region"] == 0
+    assert any("nothing grown" in m for m in res.messages)

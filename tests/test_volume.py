@@ -73,3 +73,10 @@ def test_import_does_not_pull_in_napari_or_qt():
     code = "import sys, bmeviz; bad=[m for m in sys.modules if m.split('.')[0] in ('napari','qtpy','PyQt5','PyQt6','PySide2','PySide6','magicgui')]; print(bad); sys.exit(1 if bad else 0)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_volume_does_not_touch_the_callers_affine():
+    aff = oblique_affine()
+    Volume(np.zeros((2, 3, 4)), aff)
+    assert aff.flags.writeable
+    aff[0, 3] = 1.0  # still the caller's to change

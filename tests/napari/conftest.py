@@ -1,0 +1,98 @@
+"""napari plugin tests: headless under Xvfb (pytest-xvfb) with Qt's xcb platform.
+
+Qt's ``offscreen`` platform has no OpenGL context (napari cannot draw), so the display is
+a real X server: pytest-xvfb starts Xvfb for the session (screen size and depth from
+pyproject's ``xvfb_*`` settings). The environment must be set before napari or Qt is
+imported, hence at the top of this file. A missing display is a failure, not a skip:
+install Xvfb (``apt-get install xvfb``) or run under a desktop session.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ["QT_QPA_PLATFORM"] = "xcb"
+if not os.environ.get("XDG_RUNTIME_DIR") or not os.path.isdir(os.environ["XDG_RUNTIME_DIR"]):
+    _xdg = os.path.join(tempfile.gettempdir(), f"bmeviz-xdg-{os.getuid()}")
+    os.makedirs(_xdg, mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = _xdg
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _display_required():
+    """Fail (not skip) every napari test when there is no X display to draw on."""
+    if not os.environ.get("DISPLAY"):
+        pytest.fail(
+            "no X display for the napari tests: pytest-xvfb did not start Xvfb (is it installed? "
+            "apt-get install xvfb xauth) and DISPLAY is not set. The napari tests need a display; "
+            "they are not skipped.",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def phantom_sample():
+    """The shipped phantom: (volume, ground truth dict) from bmeviz.data.load_sample."""
+    from bmeviz.data import load_sample
+
+    return load_sample()
+
+
+@pytest.fixture
+def error_notifications():
+    """Collect napari error notifications sent during a test (list of messages)."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    got: list[str] = []
+
+    def grab(n):
+        if n.severity == NotificationSeverity.ERROR:
+            got.append(str(n.message))
+
+    notification_manager.notification_ready.connect(grab)
+    yield got
+    notification_manager.notification_ready.disconnect(grab)
+
+
+@pytest.fixture
+def phantom_viewer(make_napari_viewer_proxy):
+    """``phantom_viewer(show=False)``: a viewer with the phantom sample open and the BME
+    widget docked, as ``(viewer, widget)``; ``show=True`` where pixels matter."""
+
+    def make(show: bool = False):
+        viewer = make_napari_viewer_proxy(show=show)
+        viewer.open_sample("bmeviz", "phantom")
+        _, widget = viewer.window.add_plugin_dock_widget("bmeviz", "BME segmentation")
+        return viewer, widget
+
+    return make
+
+
+@pytest.fixture
+def viewer_with_widget(phantom_viewer):
+    return phantom_viewer()
+
+
+@pytest.fixture
+def wait_idle(qtbot):
+    """``wait_idle(widget)``: wait until the widget's worker (segmentation, export...) is done."""
+
+    def wait(widget, timeout=20000):
+        qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+    return wait
+
+
+@pytest.fixture
+def non_black_share():
+    """``non_black_share(rgba)``: share of pixels that are not (near) black."""
+
+    def share(rgba: np.ndarray) -> float:
+        rgb = np.asarray(rgba)[..., :3].astype(int)
+        return float((rgb.max(axis=-1) > 16).mean())
+
+    return share
