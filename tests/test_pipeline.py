@@ -216,3 +216,11 @@ def test_seeds_that_grow_nothing_give_an_empty_result_and_say_why(phantoms):
     assert res.n_lesions == 0 and res.total_volume_ml == 0
     assert res.totals["bme_fraction_of_region"] == 0
     assert any("nothing grown" in m for m in res.messages)
+
+
+def test_a_scan_without_bme_measures_zero_not_an_error(phantoms):
+    """A healthy control in a cohort: nothing above threshold inside the region."""
+    ph = phantoms[0]
+    res = segment(ph.volume, reference=ph.reference, region=ph.bone, k=1000)
+    assert res.n_lesions == 0 and res.totals["bme_fraction_of_region"] == 0
+    assert res.totals["region_volume_ml"] == pytest.approx(ph.bone.sum() * ph.volume.voxel_volume_mm3 / 1000)
