@@ -1,8 +1,11 @@
 """The ``bmeviz`` command.
 
 Every sub-command is a thin shell over the Python API: it parses arguments, calls the
-core, prints. Errors from bad input print one line ``bmeviz: error: ...`` and exit 2
-(``--debug`` shows the traceback); warnings print as ``bmeviz: warning: ...``.
+core, prints. Errors from bad input (a :class:`~bmeviz.BmevizError`) and from the machine
+(a folder that cannot be written, a full disk, out of memory) print one line
+``bmeviz: error: ...`` and exit 2; anything else is a bug and prints one line
+``bmeviz: internal error: ...`` and exits 3. ``--debug`` shows the traceback. Warnings
+print as ``bmeviz: warning: ...``.
 """
 
 from __future__ import annotations
@@ -397,6 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bmeviz: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not the input: say so in one line and how to report it
+        if args.debug:
+            raise
+        print(f"bmeviz: internal error ({type(exc).__name__}: {exc}); this is a bug in bmeviz, not a problem "
+              "with your data: please report it with the output of the same command run with --debug",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -496,6 +496,14 @@ def _resolve(image, seeds, low, high, region, connectivity, spacing, max_volume_
     reg = _check_region(region, img.shape)
     max_volume_ml = _check_number(max_volume_ml, "max_volume_ml", allow_none=True, positive=True)
     max_radius_mm = _check_number(max_radius_mm, "max_radius_mm", allow_none=True, positive=True)
+    if max_radius_mm is not None:
+        if not np.isfinite(max_radius_mm) or max_radius_mm > 1e4:
+            raise ParameterError(f"max_radius_mm={max_radius_mm!r} is not a size in a body (at most 10,000 mm); "
+                                 "leave it None for no limit")
+        # a ball larger than the whole volume confines nothing
+        extent = float(np.sqrt(np.sum((np.asarray(img.shape) * np.asarray(spacing, float)) ** 2)))
+        if max_radius_mm > extent:
+            max_radius_mm = None
     pts = _check_seeds(seeds, img.shape)
     return img, pts, low, high, reg, connectivity, spacing, max_volume_ml, max_radius_mm
 

@@ -94,6 +94,26 @@ def resolve_mask(mask: Any, volume: Volume, name: str) -> np.ndarray | None:
     return arr
 
 
+def _radius(value: Any) -> float:
+    try:
+        r = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"reference radius must be a number of mm; got {value!r}") from None
+    if not np.isfinite(r) or r <= 0:
+        raise ParameterError(f"reference radius must be a positive, finite number of mm; got {value!r}")
+    return r
+
+
+def _point(value: Any, name: str) -> np.ndarray:
+    try:
+        p = np.asarray(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be 3 numbers; got {value!r}") from None
+    if p.size != 3 or not np.all(np.isfinite(p)):
+        raise ParameterError(f"{name} must be 3 finite numbers; got {value!r}")
+    return p
+
+
 def resolve_reference(
     reference: Any, volume: Volume, *, radius_mm: float | None = None
 ) -> tuple[np.ndarray, dict]:
@@ -110,16 +130,16 @@ def resolve_reference(
             "reference is required: a mask of normal marrow, or a point in normal marrow with a radius "
             "(CLI: --reference MASK or --reference-point Z,Y,X --reference-radius-mm R)"
         )
-    radius = DEFAULTS["reference_radius_mm"] if radius_mm is None else float(radius_mm)
+    radius = _radius(DEFAULTS["reference_radius_mm"] if radius_mm is None else radius_mm)
     point = None
     if isinstance(reference, Mapping):
         if "point_mm" in reference:
-            point = volume.ras_to_index(np.asarray(reference["point_mm"], float))
+            point = volume.ras_to_index(_point(reference["point_mm"], "reference point_mm"))
         elif "point" in reference:
-            point = np.asarray(reference["point"], float)
+            point = _point(reference["point"], "reference point")
         else:
             raise ParameterError("reference dict needs 'point' (voxel index) or 'point_mm' (RAS mm)")
-        radius = float(reference.get("radius_mm", radius))
+        radius = _radius(reference.get("radius_mm", radius))
     elif not isinstance(reference, (str, os.PathLike, Volume)):
         arr = np.asarray(reference)
         if arr.ndim == 1 and arr.size == 3:
@@ -142,7 +162,10 @@ def resolve_seeds(volume: Volume, seeds: Any = None, seeds_mm: Any = None) -> np
     for value, name, to_index in ((seeds, "seeds", False), (seeds_mm, "seeds_mm", True)):
         if value is None:
             continue
-        arr = np.asarray(value, dtype=float)
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise ParameterError(f"{name} must be points of 3 numbers (slice,row,col / x,y,z); got {value!r}") from None
         if arr.size == 0:
             continue
         if arr.ndim == 1:
@@ -487,8 +510,11 @@ def segment(
     sub = clean(mask[box], spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
                 fill_holes=fill_holes, connectivity=connectivity)
     sub_region = None if region_mask is None else region_mask[box]
-    if sub_region is not None and fill_holes:
-        sub = np.where(sub_region, sub, 0).astype(sub.dtype)
+    if fill_holes:  # filled holes stay inside the region and never take missing (NaN) voxels
+        keep = np.isfinite(image[box]) if np.issubdtype(image.dtype, np.floating) else np.ones(sub.shape, bool)
+        if sub_region is not None:
+            keep &= sub_region
+        sub = np.where(keep, sub, 0).astype(sub.dtype)
     labels = np.zeros(volume.shape, dtype=sub.dtype)
     labels[box] = sub
     final_mask = np.zeros(volume.shape, dtype=bool)

@@ -29,6 +29,27 @@ from .sequence import fluid_rank
 __all__ = ["load", "list_series", "save_mask", "save_volume", "SeriesInfo", "select_series"]
 
 
+def _input_path(path: Any) -> Path:
+    """``path`` as an existing :class:`~pathlib.Path`, or a BmevizError that says what is wrong."""
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(
+            f"path must be a file or folder (str or pathlib.Path), not {type(path).__name__}: {path!r:.60}"
+        )
+    if not str(os.fspath(path)).strip():
+        raise ParameterError("path is empty: give a DICOM folder or file, or a NIfTI file")
+    p = Path(path)
+    try:
+        p.stat()
+    except FileNotFoundError:
+        raise UnreadableFileError(f"{p}: no such file or folder") from None
+    except (OSError, ValueError) as exc:  # name too long, permission denied, embedded NUL...
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UnreadableFileError(f"{str(p)[:300]}: cannot open ({reason})") from None
+    return p
+
+
 def list_series(path: str | os.PathLike) -> list[SeriesInfo]:
     """Every DICOM series (stack) under ``path``, from headers only.
 
@@ -38,9 +59,7 @@ def list_series(path: str | os.PathLike) -> list[SeriesInfo]:
     tags: STIR, T2 FS, PD FS, T1, DIXON WATER...), ``n_slices``, ``shape``, ``spacing``,
     ``plane`` and ``echo``. Pass ``record.key`` (or the record) to :func:`load`.
     """
-    p = Path(path)
-    if not p.exists():
-        raise UnreadableFileError(f"{p}: no such file or folder")
+    p = _input_path(path)
     if p.is_file() and is_nifti(p):
         raise ParameterError(f"{p}: list_series reads DICOM; a NIfTI file holds one volume: use bmeviz.load")
     return group(scan(p))
@@ -78,7 +97,13 @@ def select_series(
         if not cands:
             raise SeriesSelectionError(f"{where}: no series matches {series!r}; found:\n  {listing}")
     if echo is not None:
-        with_echo = [s for s in cands if s.echo is not None and np.isclose(s.echo, float(echo))]
+        try:
+            echo_value = float(echo)
+        except (TypeError, ValueError):
+            echo_value = float("nan")
+        if isinstance(echo, bool) or not np.isfinite(echo_value):
+            raise ParameterError(f"echo must be an echo number or echo time (a number), not {echo!r:.40}")
+        with_echo = [s for s in cands if s.echo is not None and np.isclose(s.echo, echo_value)]
         if not with_echo:
             echoes = sorted({s.echo for s in cands if s.echo is not None})
             raise SeriesSelectionError(
@@ -154,9 +179,7 @@ def load(
         A subclass naming the file and the reason: unreadable, not a volume, inconsistent
         geometry, series not found or ambiguous.
     """
-    p = Path(path)
-    if not p.exists():
-        raise UnreadableFileError(f"{p}: no such file or folder")
+    p = _input_path(path)
     if p.is_file() and is_nifti(p):
         if series is not None or echo is not None:
             raise ParameterError(f"{p}: series= and echo= apply to DICOM; a NIfTI file holds one series")

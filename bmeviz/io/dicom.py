@@ -15,7 +15,9 @@ The flow (after nibabel's ``nicom`` and dicom2nifti, written anew):
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +29,9 @@ import numpy as np
 from ..errors import (
     InconsistentGeometryError,
     NotAVolumeError,
+    ParameterError,
     UnreadableFileError,
+    check_memory,
     warn,
 )
 from ..volume import Volume, plane_of
@@ -70,6 +74,9 @@ class Frame:
     intercept: float
     header: dict = field(compare=False, repr=False)  # the classifier's fields + study facts
     pixels: "PixelLayout | None" = field(default=None, compare=False, repr=False)
+    bits_allocated: int | None = None  # BitsAllocated (None: absent or unreadable)
+    samples: int = 1  # SamplesPerPixel
+    n_frames: int = 1  # NumberOfFrames of the file this image comes from
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,45 @@ class PixelLayout:
     rows: int
     columns: int
     photometric: str
+
+
+class _BoundedFile(io.BufferedReader):
+    """A read-only file whose ``read(n)`` never asks for more bytes than are left.
+
+    A corrupt length field (e.g. 0xFFFFFFF0) makes pydicom call ``read(length)``, and
+    Python allocates the whole ``length`` before reading: gigabytes for a 1 kB file.
+    Capping ``n`` at what the file holds makes such a file fail as truncated instead.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        raw = io.FileIO(os.fspath(path), "r")
+        super().__init__(raw)
+        self._size = os.fstat(raw.fileno()).st_size
+
+    def read(self, n: int | None = -1) -> bytes:  # type: ignore[override]
+        if n is not None and n > 1 << 20:  # small reads cannot hurt (and tell() costs a syscall)
+            n = max(0, min(n, self._size - self.tell()))
+        return super().read(n)
+
+
+def _is_image_storage(ds: Any) -> bool:
+    """The file's SOP class is an image storage class (MR, CT, enhanced, secondary capture...)."""
+    uid = _value(ds, "SOPClassUID")
+    if uid is None:
+        try:
+            uid = ds.file_meta.MediaStorageSOPClassUID
+        except Exception:  # absent, or a corrupt meta element pydicom cannot convert
+            return False
+    try:
+        name = getattr(uid, "name", "") or ""
+    except Exception:
+        return False
+    return "Image Storage" in name
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """A Rust panic from a pixel decoder (pyo3's PanicException derives from BaseException)."""
+    return type(exc).__name__ == "PanicException"
 
 
 def _value(ds: Any, keyword: str, default: Any = None) -> Any:
@@ -123,6 +169,15 @@ def _float(value: Any, default: float | None = None) -> float | None:
     return out if np.isfinite(out) else default
 
 
+def _rescale(value: Any, default: float) -> float:
+    """RescaleSlope/Intercept: ``default`` when absent, NaN when present but not a finite number
+    (refused when the pixels are read, rather than silently replaced)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    out = _float(value)
+    return float("nan") if out is None else out
+
+
 def _int(value: Any) -> int | None:
     f = _float(value)
     return None if f is None else int(f)
@@ -143,14 +198,21 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+#: Classifier fields holding numbers; the others are text (a string or a list of strings).
+_NUMERIC_FIELDS = {"InversionTime", "RepetitionTime", "EchoTime", "MagneticFieldStrength"}
+
+
 def _header(ds: Any) -> dict:
     h = {k: _plain(_value(ds, k)) for k in header_fields}
+    for k, v in h.items():  # a corrupt VR can make text a number: the classifier wants text
+        if k not in _NUMERIC_FIELDS and v is not None and not isinstance(v, (str, list)):
+            h[k] = str(v)
     for k in ("Modality", "StudyInstanceUID", "SeriesDate", "SeriesTime", "BodyPartExamined",
               "SliceThickness", "SpacingBetweenSlices", "PhotometricInterpretation"):
         h[k] = _plain(_value(ds, k))
     try:
         h["TransferSyntaxUID"] = str(ds.file_meta.TransferSyntaxUID)
-    except AttributeError:
+    except Exception:  # absent, or a meta element pydicom cannot convert
         h["TransferSyntaxUID"] = None
     return h
 
@@ -181,6 +243,8 @@ def _frames_of(ds: Any, path: str, layout: PixelLayout | None = None) -> list[Fr
     rows, columns = _int(_value(ds, "Rows")) or 0, _int(_value(ds, "Columns")) or 0
     image_type = tuple(str(v).upper() for v in (_value(ds, "ImageType") or ()))
     n_frames = _int(_value(ds, "NumberOfFrames")) or 1
+    bits = _int(_value(ds, "BitsAllocated"))
+    samples = _int(_value(ds, "SamplesPerPixel")) or 1
     per_frame = _value(ds, "PerFrameFunctionalGroupsSequence")
     if per_frame is not None:
         shared = _first(_value(ds, "SharedFunctionalGroupsSequence"))
@@ -235,10 +299,13 @@ def _frames_of(ds: Any, path: str, layout: PixelLayout | None = None) -> list[Fr
                     image_type=tuple(str(v).upper() for v in (_value(ftype, "FrameType") or image_type))
                     if ftype is not None
                     else image_type,
-                    slope=_float(_value(pvt, "RescaleSlope"), 1.0) if pvt is not None else 1.0,
-                    intercept=_float(_value(pvt, "RescaleIntercept"), 0.0) if pvt is not None else 0.0,
+                    slope=_rescale(_value(pvt, "RescaleSlope"), 1.0) if pvt is not None else 1.0,
+                    intercept=_rescale(_value(pvt, "RescaleIntercept"), 0.0) if pvt is not None else 0.0,
                     header=header,
                     pixels=layout,
+                    bits_allocated=bits,
+                    samples=samples,
+                    n_frames=n_frames,
                 )
             )
         return frames
@@ -259,24 +326,110 @@ def _frames_of(ds: Any, path: str, layout: PixelLayout | None = None) -> list[Fr
             echo=echo_number if echo_number is not None else echo_time,
             echo_time=echo_time,
             image_type=image_type,
-            slope=_float(_value(ds, "RescaleSlope"), 1.0),
-            intercept=_float(_value(ds, "RescaleIntercept"), 0.0),
+            slope=_rescale(_value(ds, "RescaleSlope"), 1.0),
+            intercept=_rescale(_value(ds, "RescaleIntercept"), 0.0),
             header=header,
             pixels=layout,
+            bits_allocated=bits,
+            samples=samples,
+            n_frames=n_frames,
         )
     ]
 
 
-def _iter_files(path: Path) -> Iterable[Path]:
+def _iter_files(path: Path, problems: list[str] | None = None) -> Iterable[Path]:
     if path.is_file():
         yield path
         return
-    for root, dirs, files in os.walk(path):
+
+    def onerror(exc: OSError) -> None:  # an unreadable sub-folder: say so instead of skipping silently
+        if problems is not None:
+            problems.append(f"{exc.filename} (cannot list: {exc.strerror or exc})")
+
+    for root, dirs, files in os.walk(path, onerror=onerror):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.startswith(".") or name in _SKIP_NAMES:
                 continue
             yield Path(root) / name
+
+
+class _Refused(Exception):
+    """A file the scan will not parse (the message says why); it is skipped with a warning."""
+
+
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def _meta_end(head: bytes) -> int | None:
+    """Offset just past the file meta group (explicit VR little endian after 'DICM')."""
+    import struct
+
+    if head[128:132] != b"DICM":
+        return None
+    pos = 132
+    while pos + 8 <= len(head):
+        group = struct.unpack_from("<H", head, pos)[0]
+        if group != 2:
+            return pos
+        vr = head[pos + 4:pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV"):
+            if pos + 12 > len(head):
+                return None
+            pos += 12 + struct.unpack_from("<I", head, pos + 8)[0]
+        else:
+            pos += 8 + struct.unpack_from("<H", head, pos + 6)[0]
+    return None
+
+
+#: A deflated dataset may inflate to at most this many times its compressed size once it
+#: passes _DEFLATE_FREE_BYTES (image data deflates 2-5 fold; only a bomb inflates 1000 fold).
+_DEFLATE_MAX_RATIO = 100
+_DEFLATE_FREE_BYTES = 64 << 20
+
+
+def _check_deflated(fp: Any) -> None:
+    """Refuse a deflated dataset that inflates absurdly (a zip bomb) or beyond memory.
+
+    pydicom inflates the whole dataset in one call before parsing any of it; here it is
+    inflated first in bounded chunks, only counting, and refused when it passes 100x its
+    compressed size (beyond 64 MB) or a quarter of the memory limit.
+    """
+    import zlib
+
+    from ..errors import format_bytes, memory_limit
+
+    head = fp.read(8192)
+    fp.seek(0)
+    if _DEFLATED.encode() not in head:
+        return
+    start = _meta_end(head)
+    if start is None:
+        return
+    compressed = max(1, os.fstat(fp.fileno()).st_size - start)
+    limit = memory_limit()
+    limit = (1 << 32) if limit is None else limit // 4
+    limit = min(limit, max(_DEFLATE_FREE_BYTES, _DEFLATE_MAX_RATIO * compressed))
+    fp.seek(start)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    try:
+        while True:
+            chunk = fp.read(1 << 20)
+            if not chunk:
+                break
+            while chunk:
+                total += len(inflater.decompress(chunk, 1 << 24))
+                chunk = inflater.unconsumed_tail
+                if total > limit:
+                    raise _Refused(f"deflated dataset of {format_bytes(compressed)} expands beyond "
+                                   f"{format_bytes(limit)}: refused as a decompression bomb")
+            if inflater.eof:
+                break
+    except zlib.error:
+        pass  # pydicom will report the corrupt stream
+    finally:
+        fp.seek(0)
 
 
 def _looks_like_nifti(p: Path) -> bool:
@@ -300,22 +453,52 @@ _NATIVE_SYNTAXES = {
 }
 
 
+def _single_int(value: Any) -> int | None:
+    """An integer tag holding exactly one value (pydicom refuses several in the pixel module)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return None
+    return _int(value)
+
+
 def _pixel_layout(ds: Any, fp: Any, size: int) -> PixelLayout | None:
-    """Layout of native pixel data starting at ``fp``'s position, or None to let pydicom decode."""
+    """Layout of native pixel data starting at ``fp``'s position, or None to let pydicom decode.
+
+    Only an unambiguous layout qualifies: a native transfer syntax, the encoding the
+    dataset was actually read with (a file labelled implicit VR but written explicit is
+    read as pydicom reads it), valid pixel-module values, and a PixelData element that
+    ends the file and whose length is exactly what Rows x Columns x frames x bytes needs
+    (plus one pad byte).
+    Anything else goes through pydicom, which decodes it or says what is wrong, so the
+    fast path never returns pixels pydicom would not.
+    """
     try:
         syntax = str(ds.file_meta.TransferSyntaxUID)
-    except AttributeError:
+        implicit, little = ds.original_encoding
+    except (AttributeError, TypeError, ValueError):
         return None
-    order = _NATIVE_SYNTAXES.get(syntax)
-    if order is None:
+    if syntax not in _NATIVE_SYNTAXES or implicit is None or little is None:
         return None
-    bits = _int(_value(ds, "BitsAllocated"))
-    stored = _int(_value(ds, "BitsStored")) or bits
-    signed = _int(_value(ds, "PixelRepresentation")) == 1
-    samples = _int(_value(ds, "SamplesPerPixel")) or 1
-    rows, cols = _int(_value(ds, "Rows")) or 0, _int(_value(ds, "Columns")) or 0
-    n_frames = _int(_value(ds, "NumberOfFrames")) or 1
-    if bits not in (8, 16, 32) or samples != 1 or stored != bits or rows <= 0 or cols <= 0 or n_frames <= 0:
+    order = "<" if little else ">"
+    for keyword in ("BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "SamplesPerPixel",
+                    "PhotometricInterpretation", "Rows", "Columns", "NumberOfFrames", "PlanarConfiguration"):
+        try:
+            if keyword in ds and _value(ds, keyword) is None:
+                return None  # present but unreadable (e.g. IS '1e309'): pydicom will refuse it
+        except Exception:
+            return None
+    bits = _single_int(_value(ds, "BitsAllocated"))
+    stored = _single_int(_value(ds, "BitsStored"))
+    high = _single_int(_value(ds, "HighBit"))
+    representation = _single_int(_value(ds, "PixelRepresentation"))
+    samples = _single_int(_value(ds, "SamplesPerPixel"))
+    photometric = _value(ds, "PhotometricInterpretation")
+    rows, cols = _single_int(_value(ds, "Rows")) or 0, _single_int(_value(ds, "Columns")) or 0
+    frames_value = _value(ds, "NumberOfFrames")
+    n_frames = 1 if frames_value is None else _single_int(frames_value)
+    if n_frames is None or (frames_value is not None and n_frames == 0):
+        return None  # present but not a number pydicom can use: let it say so
+    if (bits not in (8, 16, 32) or stored != bits or high not in (None, bits - 1) or representation not in (0, 1)
+            or samples != 1 or photometric is None or rows <= 0 or cols <= 0 or n_frames <= 0):
         return None
     start = fp.tell()
     head = fp.read(12)
@@ -324,20 +507,22 @@ def _pixel_layout(ds: Any, fp: Any, size: int) -> PixelLayout | None:
     group_elem = (b"\xe0\x7f\x10\x00" if order == "<" else b"\x7f\xe0\x00\x10")
     if head[:4] != group_elem:
         return None
-    implicit = syntax == "1.2.840.10008.1.2"
     if implicit:
-        length, header_len = int.from_bytes(head[4:8], "little"), 8
+        length, header_len = int.from_bytes(head[4:8], "little" if little else "big"), 8
     else:
-        if head[4:6] not in (b"OB", b"OW"):
+        if len(head) < 12 or head[4:6] not in (b"OB", b"OW"):
             return None
-        length, header_len = int.from_bytes(head[8:12], "little" if order == "<" else "big"), 12
+        length, header_len = int.from_bytes(head[8:12], "little" if little else "big"), 12
     itemsize = bits // 8
     needed = rows * cols * n_frames * itemsize
-    if length == 0xFFFFFFFF or length < needed or start + header_len + needed > size:
-        return None  # encapsulated, short, or truncated: pydicom will say what is wrong
+    if length not in (needed, needed + 1) or start + header_len + length != size:
+        # encapsulated, wrong length, truncated, or followed by more elements (padding, a
+        # signature, or garbage): pydicom will read it or say what is wrong
+        return None
+    signed = representation == 1
     dtype = f"{order}{'i' if signed else 'u'}{itemsize}" if bits > 8 else ("i1" if signed else "u1")
     return PixelLayout(offset=start + header_len, dtype=dtype, n_frames=n_frames, rows=rows, columns=cols,
-                       photometric=str(_value(ds, "PhotometricInterpretation", "MONOCHROME2")))
+                       photometric=str(photometric))
 
 
 def scan(path: str | os.PathLike) -> list[Frame]:
@@ -352,17 +537,26 @@ def scan(path: str | os.PathLike) -> list[Frame]:
     root = Path(path)
     if not root.exists():
         raise UnreadableFileError(f"{root}: no such file or folder")
+    if not root.is_file() and not root.is_dir():
+        raise UnreadableFileError(f"{root}: not a regular file or folder (a device, pipe or socket?)")
     frames: list[Frame] = []
     skipped: list[str] = []
     no_image: list[str] = []
-    for f in _iter_files(root):
+    for f in _iter_files(root, skipped):
         if _looks_like_nifti(f):
             skipped.append(f"{f} (not DICOM)")
             continue
         try:
-            with open(f, "rb") as fp:
+            if not stat.S_ISREG(os.stat(f).st_mode):  # a pipe or device would block or never end
+                skipped.append(f"{f} (not a regular file)")
+                continue
+            with _BoundedFile(f) as fp:
+                _check_deflated(fp)
                 ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=SCAN_TAGS)
                 layout = _pixel_layout(ds, fp, os.fstat(fp.fileno()).st_size)
+        except _Refused as exc:
+            skipped.append(f"{f} ({exc})")
+            continue
         except InvalidDicomError:
             skipped.append(f"{f} (not DICOM)")
             continue
@@ -372,8 +566,16 @@ def scan(path: str | os.PathLike) -> list[Frame]:
         except Exception as exc:  # pydicom raises many things on hostile files
             skipped.append(f"{f} (unreadable header: {type(exc).__name__}: {exc})")
             continue
+        except BaseException as exc:
+            if not _is_panic(exc):
+                raise
+            skipped.append(f"{f} (unreadable header: {exc})")
+            continue
         if _value(ds, "Rows") is None or _value(ds, "Columns") is None:
-            no_image.append(str(f))
+            if _is_image_storage(ds):
+                skipped.append(f"{f} (an image without Rows or Columns: the header is corrupt)")
+            else:
+                no_image.append(str(f))
             continue
         try:
             frames.extend(_frames_of(ds, str(f), layout))
@@ -390,7 +592,13 @@ def scan(path: str | os.PathLike) -> list[Frame]:
         warn(f"{root}: skipped {len(skipped)} file(s): " + "; ".join(shown) + more)
     if not frames:
         if root.is_file():
-            raise UnreadableFileError(f"{root}: not a readable DICOM image file")
+            reason = skipped[0].removeprefix(str(root)).strip() if skipped else ""
+            raise UnreadableFileError(f"{root}: not a readable DICOM image file" + (f" {reason}" if reason else ""))
+        if skipped:
+            raise UnreadableFileError(
+                f"{root}: no readable DICOM images: {len(skipped)} skipped, e.g. {skipped[0]}"
+                + ("" if len(skipped) == 1 else " (the warning lists the others)")
+            )
         raise UnreadableFileError(f"{root}: no DICOM images found (is this the right folder?)")
     return frames
 
@@ -486,6 +694,10 @@ def group(frames: Sequence[Frame]) -> list[SeriesInfo]:
                 buckets: dict[Any, list[Frame]] = defaultdict(list)
                 for f in part:
                     buckets[keyfn(f)].append(f)
+                if name == "stack" and None in buckets and len(buckets) == 2:
+                    # images without orientation stay with the one stack: check_geometry names them
+                    lost = buckets.pop(None)
+                    next(iter(buckets.values())).extend(lost)
                 if len(buckets) == 1:
                     new.append((suffix, part))
                     continue
@@ -661,6 +873,10 @@ def check_geometry(series: SeriesInfo) -> tuple[list[Frame], np.ndarray, dict]:
             "resample it (e.g. dcm2niix's tilt correction) before measuring"
         )
     ps = frames[0].pixel_spacing
+    if not (ps[0] > 0 and ps[1] > 0):
+        raise InconsistentGeometryError(
+            f"{where}: PixelSpacing {list(ps)} is not positive (e.g. {frames[0].path}); the header is corrupt"
+        )
     affine = np.eye(4)
     affine[:3, 0] = total / (len(frames) - 1)
     affine[:3, 1] = col_dir * ps[0]
@@ -683,11 +899,13 @@ def _pixels(ds: Any, path: str) -> np.ndarray:
         raise NotAVolumeError(f"{path}: PhotometricInterpretation {photometric} is not a greyscale MR image")
     try:
         arr = ds.pixel_array
-    except Exception as exc:
+    except BaseException as exc:  # decoders raise anything; Rust ones panic (a BaseException)
+        if not isinstance(exc, Exception) and not _is_panic(exc):
+            raise
         raise UnreadableFileError(
             f"{path}: cannot decode the pixel data ({type(exc).__name__}: {exc}); the file may be "
             "truncated or use an unsupported transfer syntax"
-        ) from exc
+        ) from (exc if isinstance(exc, Exception) else None)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if photometric == "MONOCHROME1":  # inverted grey scale: make bright = high signal
@@ -726,14 +944,20 @@ def read_stack(series: SeriesInfo, *, fast: bool = True) -> Volume:
     by_file: dict[str, list[int]] = defaultdict(list)
     for i, f in enumerate(frames):
         by_file[f.path].append(i)
+    _check_pixel_header(series, frames, by_file, shape)
     raw: np.ndarray | None = None
     for path, slots in by_file.items():
         pix = _native_pixels(frames[slots[0]].pixels, path) if fast else None
         if pix is None:
             try:
-                ds = pydicom.dcmread(path)
+                with _BoundedFile(path) as fp:
+                    ds = pydicom.dcmread(fp)
             except Exception as exc:
                 raise UnreadableFileError(f"{path}: cannot read the file ({type(exc).__name__}: {exc})") from exc
+            except BaseException as exc:
+                if not _is_panic(exc):
+                    raise
+                raise UnreadableFileError(f"{path}: cannot read the file ({exc})") from None
             pix = _pixels(ds, path)
         if frames[slots[0]].frame is not None:
             if pix.ndim == 2:
@@ -757,8 +981,23 @@ def read_stack(series: SeriesInfo, *, fast: bool = True) -> Volume:
     rescaled = bool(np.any(slopes != 1) or np.any(intercepts != 0))
     if rescaled:
         data = raw.astype(np.float32) * slopes[:, None, None].astype(np.float32) + intercepts[:, None, None].astype(np.float32)
+        if np.issubdtype(raw.dtype, np.integer) and not np.all(np.isfinite(data)):
+            i = int(np.argmax(~np.isfinite(data).reshape(len(frames), -1).all(axis=1)))
+            raise NotAVolumeError(
+                f"{frames[i].path}: RescaleSlope {slopes[i]:g} and RescaleIntercept {intercepts[i]:g} take the "
+                "pixel values beyond the range of real numbers; the header is corrupt"
+            )
     else:
         data = raw
+    if data.dtype.kind == "f":
+        bad = ~np.isfinite(data)
+        n_bad = int(bad.sum())
+        if n_bad == data.size:
+            raise NotAVolumeError(f"{_where(series)}: every pixel is NaN or infinite")
+        if n_bad:
+            warn(f"{_where(series)}: {n_bad} pixel(s) are NaN or infinite; they are treated as missing (NaN): "
+                 "never part of a lesion, ignored by statistics")
+            data = np.where(bad, np.nan, data).astype(data.dtype, copy=False)
     h = first.header
     label = classify(h)
     metadata = {
@@ -790,4 +1029,44 @@ def read_stack(series: SeriesInfo, *, fast: bool = True) -> Volume:
         },
         "geometry": {**facts, "frame": "RAS", "sorted_by": "ImagePositionPatient along the slice normal"},
     }
-    return Volume(data, LPS_TO_RAS @ affine_lps, metadata)
+    try:
+        return Volume(data, LPS_TO_RAS @ affine_lps, metadata)
+    except ParameterError as exc:  # e.g. positions so large the affine overflows
+        raise InconsistentGeometryError(f"{_where(series)}: {exc}; the geometry tags are corrupt") from None
+
+
+#: BitsAllocated values a greyscale MR image can have.
+_VALID_BITS = (8, 16, 32, 64)
+
+
+def _check_pixel_header(series: SeriesInfo, frames: list[Frame], by_file: dict[str, list[int]],
+                        shape: tuple[int, int, int]) -> None:
+    """Refuse, before any pixel is read, what cannot be a greyscale stack or would not fit in memory."""
+    where = _where(series)
+    for f in frames:
+        if f.rows <= 0 or f.columns <= 0:
+            raise NotAVolumeError(f"{f.path}: Rows x Columns is {f.rows} x {f.columns}; the image header is corrupt")
+        if (f.rows, f.columns) != shape[1:]:
+            raise NotAVolumeError(f"{f.path}: image is {f.rows} x {f.columns}, other slices are {shape[1]} x {shape[2]}")
+        if f.bits_allocated is not None and f.bits_allocated not in _VALID_BITS:
+            raise NotAVolumeError(
+                f"{f.path}: BitsAllocated is {f.bits_allocated}; a greyscale image has 8, 16, 32 or 64 bits per pixel"
+            )
+        if f.samples != 1:
+            raise NotAVolumeError(f"{f.path}: SamplesPerPixel is {f.samples}; bmeviz reads greyscale (1 sample) images")
+        if f.frame is None and f.n_frames != 1:
+            raise NotAVolumeError(
+                f"{f.path}: NumberOfFrames is {f.n_frames} in a file without per-frame functional groups; bmeviz "
+                "reads classic single-frame or enhanced multi-frame DICOM"
+            )
+        for name, v in (("RescaleSlope", f.slope), ("RescaleIntercept", f.intercept)):
+            if not np.isfinite(v):
+                raise NotAVolumeError(f"{f.path}: {name} is not a finite number; the pixel values cannot be scaled")
+        if f.slope == 0:
+            raise NotAVolumeError(f"{f.path}: RescaleSlope is 0 (every pixel would be the intercept); the header is corrupt")
+    # what reading needs at most: the stored stack, its rescaled float32 copy, and the
+    # largest single file decoded at once
+    item = max((f.bits_allocated or 16) for f in frames) // 8
+    n_vox = int(np.prod(shape, dtype=np.int64))
+    per_file = max(frames[slots[0]].n_frames * shape[1] * shape[2] * item for slots in by_file.values())
+    check_memory(n_vox * (item + 4 + 1) + per_file, f"{where}: {shape[0]} x {shape[1]} x {shape[2]} voxels")
