@@ -99,8 +99,8 @@ def _radius(value: Any) -> float:
         r = float(value)
     except (TypeError, ValueError):
         raise ParameterError(f"reference radius must be a number of mm; got {value!r}") from None
-    if not np.isfinite(r) or r <= 0:
-        raise ParameterError(f"reference radius must be a positive, finite number of mm; got {value!r}")
+    if not np.isfinite(r) or r <= 0 or r > 1e4:
+        raise ParameterError(f"reference radius must be a positive number of mm (at most 10,000); got {value!r}")
     return r
 
 
@@ -288,10 +288,14 @@ def _input_name(md: Mapping, include_phi: bool) -> str | None:
     files = md.get("source_files") or []
     if not files:
         return None
+    where = str(files[0]) if len(files) == 1 else os.path.commonpath(files)
     if include_phi:
-        return str(files[0]) if len(files) == 1 else os.path.commonpath(files)
-    # only the file or folder name: full paths often carry patient names
-    return Path(files[0]).name if len(files) == 1 else Path(os.path.commonpath(files)).name
+        return where
+    # folder and file names often carry patient names: a short digest identifies the input
+    # (the same input gives the same id) without naming it
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(os.path.abspath(where).encode()).hexdigest()[:16]
 
 
 def _bbox(mask: np.ndarray, *, margin: int = 1) -> tuple[slice, slice, slice]:
@@ -452,6 +456,13 @@ def segment(
         raise ParameterError(f"edge must be 'threshold' or 'half-max'; got {edge!r}")
     if method not in {"connected", "confidence"}:
         raise ParameterError(f"method must be 'connected' or 'confidence'; got {method!r}")
+    if upper is not None:
+        try:
+            upper = float(upper)
+        except (TypeError, ValueError):
+            raise ParameterError(f"upper must be a number (an upper intensity bound) or None; got {upper!r}") from None
+        if np.isnan(upper):
+            raise ParameterError("upper is NaN; give a number or None")
     image = volume.array
     spacing = volume.spacing
     ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=reference_radius_mm)

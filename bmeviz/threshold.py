@@ -525,6 +525,9 @@ def compute_threshold(
         if high_details.get("adaptive"):
             details["high_details"] = high_details
         high = float(high)
+    for name, v in (("threshold", value), ("high threshold", high)):
+        if v is not None and not np.isfinite(v):
+            raise ParameterError(f"the {name} is {v} (k={k!r}, high_k={high_k!r}): choose a smaller k")
     return Threshold(
         value=float(value), rule=rule, k=float(k_used), stats=stats, high=high, details=details
     )

@@ -224,3 +224,23 @@ def test_a_scan_without_bme_measures_zero_not_an_error(phantoms):
     res = segment(ph.volume, reference=ph.reference, region=ph.bone, k=1000)
     assert res.n_lesions == 0 and res.totals["bme_fraction_of_region"] == 0
     assert res.totals["region_volume_ml"] == pytest.approx(ph.bone.sum() * ph.volume.voxel_volume_mm3 / 1000)
+
+
+def test_provenance_does_not_name_the_input_unless_asked(tmp_path, phantom_files):
+    d, ph = phantom_files
+    named = tmp_path / "DOE_JANE_1970"
+    named.mkdir()
+    bmeviz.io.save_volume(ph.volume, named / "DOE_JANE_stir.nii.gz")
+    res = segment(bmeviz.load(named / "DOE_JANE_stir.nii.gz"), reference=ph.reference)
+    assert "DOE" not in json.dumps(res.provenance())
+    assert res.provenance()["input"]["name"].startswith("sha256:")
+    assert "DOE_JANE" in json.dumps(res.provenance(include_phi=True))
+
+
+@pytest.mark.parametrize("kwargs, words", [({"k": 1e308}, "smaller k"), ({"upper": [1, 2]}, "upper"),
+                                           ({"reference_radius_mm": 1e308}, "radius")])
+def test_absurd_numbers_are_refused_by_name(phantoms, kwargs, words):
+    ph = phantoms[0]
+    ref = ph.reference_point if "reference_radius_mm" in kwargs else ph.reference
+    with pytest.raises(ParameterError, match=words):
+        segment(ph.volume, reference=ref, region=ph.bone, **kwargs)

@@ -163,7 +163,7 @@ def read_nifti(path: str | os.PathLike, *, volume: int | None = None, mmap: bool
     metadata = {
         "source": "nifti",
         "source_files": [str(p)],
-        "description": _descrip(hdr) or p.name.split(".nii")[0],
+        "description": _descrip(hdr),  # the header only: file names often carry patient names
         "sequence": _guess_sequence_from_name(p.name),
         "stored_dtype": str(hdr.get_data_dtype()),
         "rescale": {
