@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .._jsonable import jsonable
+
 from ..errors import ParameterError
 from ..volume import Volume
 
@@ -70,18 +72,6 @@ def world_frame(affine: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     units = cols / spacing
     translate = units.T @ aff[:3, 3]
     return tuple(float(s) for s in spacing), tuple(float(t) for t in translate)
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
 
 
 def series_records(infos: Sequence[Any]) -> list[dict]:
@@ -129,7 +119,7 @@ def image_kwargs(
         "path": None if path is None else os.fspath(path),
         "series_key": md.get("series_key"),
         "series": list(series or []),
-        "volume_metadata": _plain({k: md[k] for k in _KEEP if k in md}),
+        "volume_metadata": jsonable({k: md[k] for k in _KEEP if k in md}),
     }
     return {
         "name": name or layer_name(volume, path),
