@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 from collections.abc import Callable, Sequence
 
 from .errors import BmevizError, BmevizWarning
@@ -93,7 +94,7 @@ def _info(args: argparse.Namespace) -> int:
     vol = load_from_args(args)
     print(vol)
     md = vol.metadata
-    print(f"  affine (slice,row,col -> RAS mm):\n" + "\n".join("    " + " ".join(f"{v:10.4f}" for v in row) for row in vol.affine))
+    print("  affine (slice,row,col -> RAS mm):\n" + "\n".join("    " + " ".join(f"{v:10.4f}" for v in row) for row in vol.affine))
     for key in ("description", "sequence", "manufacturer", "echo", "echo_time", "rescale", "geometry"):
         if md.get(key) not in (None, "", {}):
             print(f"  {key}: {md[key]}")
@@ -119,7 +120,7 @@ def _triple(text: str, what: str) -> tuple[float, float, float]:
 SEGMENT_OUTPUTS = ("bme_mask.nii.gz", "lesions.csv", "provenance.json", "overlay.png", "bme_seg.dcm", "report.html")
 
 
-def _written_by_bmeviz(folder: "Path") -> bool:
+def _written_by_bmeviz(folder: Path) -> bool:
     """A folder an earlier bmeviz run wrote: its provenance.json (or the demo's result/
     provenance.json) says ``software: bmeviz``."""
     import json
@@ -134,7 +135,7 @@ def _written_by_bmeviz(folder: "Path") -> bool:
     return False
 
 
-def _check_out_dir(out: "Path", inputs: list["Path"], force: bool, outputs: Sequence[str] = ()) -> None:
+def _check_out_dir(out: Path, inputs: list[Path], force: bool, outputs: Sequence[str] = ()) -> None:
     """Refuse an output folder that is (or is inside) an input folder, that is a file, or
     that holds files bmeviz did not write (``--force`` writes beside them, but never over
     a file of the same name that bmeviz did not write)."""

@@ -3,8 +3,6 @@ the refused cases, and broken input built from a synthetic series."""
 
 from __future__ import annotations
 
-import shutil
-import warnings
 
 import nibabel as nib
 import numpy as np

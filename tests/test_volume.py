@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-import bmeviz
 from bmeviz import ParameterError, Volume
 from helpers import axial_affine, oblique_affine
 
