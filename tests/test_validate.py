@@ -190,7 +190,6 @@ def _write_manifest_case(tmp_path, case: Case):
     d = tmp_path / case.case_id
     d.mkdir()
     vol = case.image
-    bmeviz.save_mask(np.zeros(vol.shape, bool), vol, d / "dummy.nii.gz")  # the API writes masks on the grid
     paths = {}
     import nibabel as nib
 
@@ -225,6 +224,30 @@ def test_manifest_both_reader_forms_and_the_command(tmp_path, capsys):
     assert "appears twice" in capsys.readouterr().err
     assert main(["validate", "--out", str(tmp_path / "o3")]) == 2
     assert "MANIFEST.csv or --sij-dir" in capsys.readouterr().err
+
+
+def test_alternative_region_is_reported_next_to_the_manual_one(tmp_path, capsys):
+    a, b = synthetic_case("a1", 4), synthetic_case("b2", 6)
+    pa, pb = _write_manifest_case(tmp_path, a), _write_manifest_case(tmp_path, b)
+    man = tmp_path / "cases.csv"
+    man.write_text("case_id,image,readers,normal_marrow,region\n"
+                   f"a1,a1/img.nii.gz,R11={pa['R11']};R21={pa['R21']},{pa['nm']},{pa['rg']}\n"
+                   f"b2,b2/img.nii.gz,R11={pb['R11']};R21={pb['R21']},{pb['nm']},{pb['rg']}\n")
+    alt = tmp_path / "assist"
+    alt.mkdir()
+    half = a.region.copy()
+    half[:, :, 30:] = False  # the assisted region misses half of a1's lesion (columns 30-34 of 25-34)
+    bmeviz.save_mask(half, a.image, alt / "a1_region.nii.gz")  # no file for b2: noted, manual only
+    rc = main(["validate", str(man), "--out", str(tmp_path / "out"), "--users", "2", "--modes", "clicks/mask",
+               "--region-dir", str(alt)])
+    assert rc == 0
+    assert "case b2: no assisted region" in capsys.readouterr().err
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    modes = s["per_case"]["a1"]["modes"]
+    assert modes["manual|clicks/mask"]["dice_vs"]["R11"] == pytest.approx(1.0)
+    assert modes["assisted|clicks/mask"]["dice_vs"]["R11"] == pytest.approx(2 * 240 / (240 + 480))
+    assert "assisted|clicks/mask" not in s["per_case"]["b2"]["modes"]
+    assert "clicks/mask (assisted region)" in (tmp_path / "out" / "validation.md").read_text()
 
 
 @pytest.mark.parametrize("text, what", [

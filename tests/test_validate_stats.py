@@ -99,3 +99,13 @@ def test_bland_altman_refuses_unpaired():
         bland_altman([1, 2, 3], [1, 2])
     with pytest.raises(ParameterError, match="different shapes"):
         pairwise_dice([np.zeros((2, 2)), np.zeros((3, 2))])
+
+
+def test_volume_ratio_agreement_on_log_scale():
+    from bmeviz.validate.summary import _agreement
+
+    # a is twice b on every scan: ratio exactly 2 with no spread, whatever the sizes
+    r = _agreement([2.0, 20.0, 200.0], [1.0, 10.0, 100.0])
+    assert r["ratio"]["ratio"] == pytest.approx(2.0)
+    assert r["ratio"]["loa"] == pytest.approx((2.0, 2.0))
+    assert r["bland_altman"]["bias"] == pytest.approx(37.0)

@@ -41,7 +41,8 @@ ICC(3,1) = (MSR−MSE)/(MSR+(k−1)MSE), 95% CIs F-based (Shrout & Fleiss 1979; 
 SEM = √(σ²_rater + σ²_error) with σ²_rater = max(0, (MSC−MSE)/n), σ²_error = MSE (agreement SEM);
 SDC = 1.96·√2·SEM, the smallest change of one scan's volume that exceeds measurement error
 (de Vet et al. 2006). Bland–Altman: bias = mean(a−b), limits of agreement bias ± 1.96·SD(a−b),
-95% CI of the bias with t(n−1) (Bland & Altman 1986). *Between users* treats the simulated users
+95% CI of the bias with t(n−1) (Bland & Altman 1986); *ratio*: the same on log volumes, back-transformed
+(geometric mean ratio and its limits), less dominated by the largest scan. *Between users* treats the simulated users
 as raters of the same scans. With few scans the CIs are wide and one large scan dominates
 ICC and limits of agreement; read them with the per-scan tables."""
 
@@ -81,10 +82,10 @@ def markdown(summary: Mapping, *, figure_dir: str = "") -> str:
     many = len({k.split("|")[0] for k in keys}) > 1
     parts = [BEGIN, ""]
     opts = ", ".join(f"{k}={v!r}" for k, v in run["options"].items()) or "none (the defaults of `segment`)"
-    skipped = "; ".join(f"{x['case_id']} ({x['reason']})" for x in run.get("skipped", [])) or "none"
+    notes = "; ".join(f"{x['case_id']}: {x['reason']}" for x in run.get("skipped", [])) or "none"
     parts.append(
         f"Run: `{run['command']}` on {run['date']}, bmeviz {run['bmeviz_version']}; {len(s['cases'])} scans "
-        f"({', '.join(s['cases'])}); skipped: {skipped}. {run['n_users']} simulated users per scan, seed "
+        f"({', '.join(s['cases'])}); notes: {notes}. {run['n_users']} simulated users per scan, seed "
         f"{run['seed']}, reference radius {run['radius_mm'][0]:g}–{run['radius_mm'][1]:g} mm, clicks in the lesions "
         f"of {run['click_reader']}; segment options set: {opts}. {run['n_runs']} `segment()` calls, "
         f"{run['seconds']:.0f} s wall on {run['cpus']} CPU(s) ({run['jobs']} process(es)). "
@@ -135,32 +136,35 @@ def markdown(summary: Mapping, *, figure_dir: str = "") -> str:
     parts += ["", "**Total volume (mL; modes: mean over users)**", "", _table(header, rows)]
 
     header = ["comparison (over scans)", "n", "ICC(2,1) [95% CI]", "ICC(3,1) [95% CI]", "bias mL [95% CI]",
-              "limits of agreement mL", "SEM mL", "SDC mL"]
+              "limits of agreement mL", "ratio (LoA), log scale", "SEM mL", "SDC mL"]
     rows = []
 
-    def agree_row(name, ic, ba):
+    def agree_row(name, ic, ba, ratio=None):
         rows.append([name, str(ic["n"] if ic else ba["n"]),
                      "–" if not ic else _f(ic["icc2"]) + _ci(ic["icc2_ci"]),
                      "–" if not ic else _f(ic["icc3"]) + _ci(ic["icc3_ci"]),
                      "–" if not ba else _f(ba["bias"]) + _ci(ba["bias_ci"]),
                      "–" if not ba else f"{_f(ba['loa'][0])} to {_f(ba['loa'][1])}",
+                     "–" if not ratio else _f(ratio["ratio"]) + ("" if not ratio["loa"] else
+                                                                 f" ({_f(ratio['loa'][0])}–{_f(ratio['loa'][1])})"),
                      "–" if not ic else _f(ic["sem_agreement"]), "–" if not ic else _f(ic["sdc_agreement"])])
 
     for k in keys:
         a = s["overall"][k]["vs_reader_mean"]
         if a:
-            agree_row(f"{_label(k, many)} vs reader mean", a["icc"], a["bland_altman"])
+            agree_row(f"{_label(k, many)} vs reader mean", a["icc"], a["bland_altman"], a.get("ratio"))
     for k in keys:
         bu = s["overall"][k]["between_users"]
         if bu:
             agree_row(f"between users ({bu['k']}), {_label(k, many)}", bu, None)
     iv = s["readers"].get("inter_volume")
     if iv:
-        agree_row(f"inter-reader {iv['pair']}", iv["icc"] if len(iv["raters"]) == 2 else None, iv["bland_altman"])
+        agree_row(f"inter-reader {iv['pair']}", iv["icc"] if len(iv["raters"]) == 2 else None, iv["bland_altman"],
+                  iv.get("ratio"))
         if len(iv["raters"]) > 2:
             agree_row(f"inter-reader, all of {', '.join(iv['raters'])}", iv["icc"], None)
     for g, v in s["readers"].get("intra_volume", {}).items():
-        agree_row(f"intra-reader {v['pair']}", v["icc"], v["bland_altman"])
+        agree_row(f"intra-reader {v['pair']}", v["icc"], v["bland_altman"], v.get("ratio"))
     if rows:
         parts += ["", "**Volume agreement over scans** (ICC, Bland–Altman, smallest detectable change)", "",
                   _table(header, rows)]

@@ -64,7 +64,14 @@ def _agreement(a: Sequence[float], b: Sequence[float]) -> dict | None:
     """Bland–Altman of a − b over cases and the two-column ICC; None with fewer than 2 cases."""
     if len(a) < 2:
         return None
-    return {"bland_altman": bland_altman(a, b), "icc": icc(np.column_stack([a, b]))}
+    out = {"bland_altman": bland_altman(a, b), "icc": icc(np.column_stack([a, b])), "ratio": None}
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    ok = (x > 0) & (y > 0)
+    if ok.sum() >= 2:  # volumes spanning orders of magnitude: Bland-Altman of the logs, as ratios
+        ba = bland_altman(np.log(x[ok]), np.log(y[ok]))
+        out["ratio"] = {"n": ba["n"], "ratio": math.exp(ba["bias"]),
+                        "loa": tuple(math.exp(v) for v in ba["loa"]) if math.isfinite(ba["sd"]) else None}
+    return out
 
 
 def summarize(results: Sequence[dict], *, sessions: Mapping[str, list[str]] | None = None) -> dict:
@@ -157,7 +164,8 @@ def summarize(results: Sequence[dict], *, sessions: Mapping[str, list[str]] | No
         table = [[per_case[c]["readers"]["volume_ml"][f] for f in firsts] for c in full]
         readers["inter_volume"] = {"raters": firsts, "icc": icc(table),
                                    "bland_altman": bland_altman([t[0] for t in table], [t[1] for t in table]),
-                                   "pair": f"{firsts[0]}/{firsts[1]}"}
+                                   "pair": f"{firsts[0]}/{firsts[1]}",
+                                   "ratio": _agreement([t[0] for t in table], [t[1] for t in table])["ratio"]}
     readers["intra_volume"] = {}
     for g, members in groups.items():
         ok = [c for c in cases if all(s in per_case[c]["readers"]["volume_ml"] for s in members[:2])]
@@ -168,7 +176,7 @@ def summarize(results: Sequence[dict], *, sessions: Mapping[str, list[str]] | No
             b = [per_case[c]["readers"]["volume_ml"][members[1]] for c in ok]
             readers["intra_volume"][g] = {"raters": members, "pair": f"{members[0]}/{members[1]}",
                                           "icc": icc(table) if len(table) >= 2 else None,
-                                          "bland_altman": bland_altman(a, b)}
+                                          "bland_altman": bland_altman(a, b), "ratio": _agreement(a, b)["ratio"]}
     return {"cases": cases, "readers_all": names, "per_case": per_case, "overall": overall, "readers": readers,
             "acceptance": acceptance(per_case, overall)}
 
@@ -195,7 +203,10 @@ def acceptance(per_case: Mapping[str, dict], overall: Mapping[str, dict], *, reg
             "per scan: " + ", ".join(f"{c} {v:.0%}" for c, v in cvs.items()))
         if mk is not None:
             add("Dice vs readers: point reference >= manual ROI (mean over scans)", pt["dice_mean"],
-                f">= {mk['dice_mean']:.2f} (manual ROI)", pt["dice_mean"] >= mk["dice_mean"])
+                f">= {mk['dice_mean']:.2f} (manual ROI)", pt["dice_mean"] >= mk["dice_mean"],
+                "point / manual ROI per scan: " + ", ".join(
+                    f"{c} {per[c]['dice_mean']:.2f}/{per_case[c]['modes'][f'{region}|clicks/mask']['dice_mean']:.2f}"
+                    for c in per if f"{region}|clicks/mask" in per_case[c]["modes"]))
         gap = {c: x["dice_mean"] - per_case[c]["readers"]["inter_mean"] for c, x in per.items()}
         add(f"seeded Dice vs readers >= readers' inter-reader Dice − {READER_MARGIN} (every scan)",
             nanmean([per[c]["dice_mean"] for c in per]), f"gap >= −{READER_MARGIN}",
