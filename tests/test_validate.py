@@ -285,3 +285,19 @@ def test_real_sij_scan_smoke(tmp_path):
     assert math.isfinite(pt["volume_ml"]["cv"])
     assert (tmp_path / "validation.md").read_text().count("| 1007 |") >= 2
     assert time.perf_counter() - t < 120  # generous: a shared machine; the run takes ~5 s
+
+
+def test_errors_name_the_case_and_auto_reference_without_support(phantom_case):
+    from dataclasses import replace
+
+    empty = replace(phantom_case, region=np.zeros(phantom_case.image.shape, bool))
+    with pytest.raises(ParameterError, match=r"^case ph: region has no voxels"):
+        validate([empty], n_users=1, modes="clicks/mask")
+    with pytest.raises(ParameterError, match="'point' in 'ph'|normal-marrow ROI"):
+        validate([replace(phantom_case, normal_marrow=None)], n_users=1, modes="clicks/point")
+    try:  # where segment() has an automatic reference (issue 11), the mode runs
+        v = validate([phantom_case], n_users=2, modes="clicks/auto,region/auto")
+    except ParameterError as e:
+        assert "reference mode 'auto' needs a bmeviz whose segment() accepts reference='auto'" in str(e)
+    else:
+        assert v.summary["per_case"]["ph"]["modes"]["manual|region/auto"]["n_runs"] == 1

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ParameterError, UnreadableFileError
+from ..errors import BmevizError, ParameterError, UnreadableFileError
 from ..metrics import dice, pairwise_dice, volume_ml
 
 __all__ = ["Case", "User", "read_manifest", "sij_cases", "simulate_users", "run_case", "reader_groups",
@@ -331,7 +331,13 @@ def _run(segment, volume, *, kind: str, ref: str, user: User | None, normal, reg
         kw["seeds"] = user.clicks
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = segment(volume, region=region, **kw)
+        try:
+            res = segment(volume, region=region, **kw)
+        except UnreadableFileError as e:
+            if ref != "auto":
+                raise
+            raise ParameterError("reference mode 'auto' needs a bmeviz whose segment() accepts reference='auto' "
+                                 f"(an automatic reference); this one does not ({e})") from None
     return res, len(caught)
 
 
@@ -344,6 +350,16 @@ def run_case(case: Case, *, modes: Sequence[str], n_users: int = 10, seed: int =
     (one dict per region source x mode x user) and ``between_user_dice`` per
     ``region|mode`` (all pairs of users). Masks are not kept.
     """
+    try:
+        return _run_case(case, modes=modes, n_users=n_users, seed=seed, click_reader=click_reader, options=options,
+                         radius_mm=radius_mm, perturb=perturb)
+    except BmevizError as e:
+        if str(e).startswith(f"case {case.case_id}"):
+            raise
+        raise type(e)(f"case {case.case_id}: {e}") from None
+
+
+def _run_case(case: Case, *, modes, n_users, seed, click_reader, options, radius_mm, perturb) -> dict:
     t0 = time.perf_counter()
     segment = _segment_fn()
     opts = check_options(options)
