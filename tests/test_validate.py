@@ -18,7 +18,7 @@ from bmeviz.validate import Case, read_manifest, sij_cases, validate
 from bmeviz.validate.cli import parse_set
 from bmeviz.validate.report import BEGIN, END
 from bmeviz.validate.study import bright_halves, simulate_users
-from helpers import SHARED
+from helpers import shared
 
 LENGTHS = (4, 6, 10)  # lesion length (rows) of the 3 synthetic cases
 SHAPE = (20, 40, 40)
@@ -264,10 +264,9 @@ def test_manifest_errors_name_the_problem(tmp_path, text, what):
         read_manifest(tmp_path / "none.csv")
 
 
+@pytest.mark.shared_data
 def test_real_sij_scan_smoke(tmp_path):
-    sij = SHARED / "sij-stir-dev"
-    if not sij.is_dir():
-        pytest.skip(f"real data not available: {sij} (needs ../shared/data beside the repo)")
+    sij = shared("sij-stir-dev")
     cases, skipped = sij_cases(sij)
     assert {"case_id": "2014", "reason": "no reader masks"} in skipped
     case = next(c for c in cases if c.case_id == "1007")
