@@ -300,3 +300,18 @@ def test_errors_name_the_case_and_auto_reference_without_support(phantom_case):
         assert "reference mode 'auto' needs a bmeviz whose segment() accepts reference='auto'" in str(e)
     else:
         assert v.summary["per_case"]["ph"]["modes"]["manual|region/auto"]["n_runs"] == 1
+
+
+def test_sessions_given_by_hand_change_what_is_intra_reader(synthetic):
+    from bmeviz.validate import summarize
+    from bmeviz.validate.cli import parse_sessions
+
+    # declare R11 and R21 sessions of one reader: now R11/R21 (Dice 0.8) is intra-reader
+    s = summarize(synthetic.results, sessions=parse_sessions("X=R11+R21"))
+    assert s["readers"]["groups"] == {"X": ["R11", "R21"], "R12": ["R12"]}
+    for cid, L in zip(s["cases"], LENGTHS):
+        assert s["per_case"][cid]["readers"]["intra"]["X"] == pytest.approx(0.8)
+        assert s["per_case"][cid]["readers"]["inter_mean"] == pytest.approx(
+            (2 * L / (2 * L + 1) + 96 * L / (120 * L + 60)) / 2)
+    with pytest.raises(ParameterError, match="no case has: R99"):
+        summarize(synthetic.results, sessions={"X": ["R11", "R99"]})

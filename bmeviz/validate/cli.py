@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ParameterError
 
-__all__ = ["add_cli", "parse_set"]
+__all__ = ["add_cli", "parse_set", "parse_sessions"]
 
 
 def _value(text: str) -> Any:
@@ -53,6 +53,24 @@ def _radius(text: str) -> tuple[float, float]:
     if len(parts) != 2:
         raise ParameterError(f"--radius-mm {text!r}: give MIN,MAX in mm, e.g. 6,10")
     return parts[0], parts[1]
+
+
+def parse_sessions(text: str | None) -> dict | None:
+    """``--sessions "R1=R11+R12;R2=R21+R22"``: which reader masks are sessions of one reader.
+
+    >>> parse_sessions("A=A1+A2;B=B1")
+    {'A': ['A1', 'A2'], 'B': ['B1']}
+    """
+    if not text:
+        return None
+    out = {}
+    for item in filter(None, (x.strip() for x in text.split(";"))):
+        name, sep, members = item.partition("=")
+        names = [m.strip() for m in members.split("+") if m.strip()]
+        if not sep or not name.strip() or not names:
+            raise ParameterError(f"--sessions {item!r}: give READER=MASK+MASK, e.g. R1=R11+R12;R2=R21+R22")
+        out[name.strip()] = names
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -102,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
         shown += ["--set", item]
     v = validate(cases, n_users=args.users, seed=args.seed, reference_mode=args.reference_mode, modes=args.modes,
                  click_reader=args.click_reader, options=parse_set(args.set), radius_mm=_radius(args.radius_mm),
+                 sessions=parse_sessions(args.sessions),
                  jobs=args.jobs, out=args.out, doc=args.doc, skipped=skipped,
                  command=" ".join(shlex.quote(s) for s in shown))
     s = v.summary
@@ -146,6 +165,8 @@ def add_cli(subparsers: Any, command: Any) -> None:
     p.add_argument("--radius-mm", default="6,10", help="range of the users' reference radius, MIN,MAX (default 6,10)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a bmeviz.segment option for every run, e.g. --set edge=half-max --set k=2 (repeatable)")
+    p.add_argument("--sessions", help="reader masks that are sessions of one reader, e.g. 'R1=R11+R12;R2=R21+R22' "
+                                      "(default: names <reader><digit> sharing a prefix)")
     p.add_argument("--cases", help="only these case ids (comma-separated)")
     p.add_argument("--jobs", type=int, default=1, help="processes, one case each (default 1)")
     p.add_argument("--doc", help="also update this Markdown page between its VALIDATE markers (figures in its images/)")
