@@ -17,7 +17,7 @@ from bmeviz.errors import ParameterError, UnreadableFileError
 from bmeviz.validate import Case, read_manifest, sij_cases, validate
 from bmeviz.validate.cli import parse_set
 from bmeviz.validate.report import BEGIN, END
-from bmeviz.validate.study import bright_halves, simulate_users
+from bmeviz.validate.study import auto_reference_supported, bright_halves, simulate_users
 from helpers import shared
 
 LENGTHS = (4, 6, 10)  # lesion length (rows) of the 3 synthetic cases
@@ -47,7 +47,8 @@ def synthetic_case(cid: str, length: int) -> Case:
 @pytest.fixture(scope="module")
 def synthetic():
     cases = [synthetic_case(f"c{i}", n) for i, n in enumerate(LENGTHS)]
-    return validate(cases, n_users=5, seed=1)
+    # the modes named: with a bmeviz that has reference='auto', the default adds two more
+    return validate(cases, n_users=5, seed=1, modes="clicks/point,region/point,clicks/mask,region/mask")
 
 
 def test_synthetic_readers_known_dice_and_volumes(synthetic):
@@ -298,8 +299,10 @@ def test_errors_name_the_case_and_auto_reference_without_support(phantom_case):
         v = validate([phantom_case], n_users=2, modes="clicks/auto,region/auto")
     except ParameterError as e:
         assert "reference mode 'auto' needs a bmeviz whose segment() accepts reference='auto'" in str(e)
+        assert not auto_reference_supported()
     else:
         assert v.summary["per_case"]["ph"]["modes"]["manual|region/auto"]["n_runs"] == 1
+        assert auto_reference_supported() and "clicks/auto" in v.summary["run"]["modes"]
 
 
 def test_sessions_given_by_hand_change_what_is_intra_reader(synthetic):

@@ -131,7 +131,8 @@ def _run(args: argparse.Namespace) -> int:
               + ("" if bud != bud else f"  between-user Dice {bud:.2f}  volume CV {o['volume_cv_mean']:.0%}"))
     print(f"  readers: inter-reader Dice {s['readers']['inter_dice']:.2f}")
     for a in s["acceptance"]:
-        print(f"  [{'met' if a['pass'] else 'NOT met'}] {a['criterion']}: {a['value']:.2f} (target {a['target']}); "
+        value = f"{a['value']:.0%}" if "CV" in a["criterion"] else f"{a['value']:.2f}"
+        print(f"  [{'met' if a['pass'] else 'NOT met'}] {a['criterion']}: {value} (target {a['target']}); "
               f"{a['detail']}")
     for name, p in v.paths.items():
         print(f"wrote {p}")

@@ -20,6 +20,7 @@ Users are reproducible: user ``u`` of case ``c`` draws from
 from __future__ import annotations
 
 import csv
+import functools
 import inspect
 import re
 import time
@@ -202,13 +203,16 @@ def reader_groups(names: Sequence[str]) -> dict[str, list[str]]:
 
 
 def parse_modes(modes: Sequence[str] | str | None, reference_mode: str) -> list[str]:
-    """The modes to run (``kind/reference``); the default from the main ``reference_mode``."""
+    """The modes to run (``kind/reference``). Default: clicks and region-only with the main
+    ``reference_mode``, with the manual ROI, and with ``'auto'`` where ``segment`` has it."""
     if reference_mode not in REFERENCES:
         raise ParameterError(f"reference mode must be one of {', '.join(REFERENCES)}; got {reference_mode!r}")
     if modes is None:
         out = [f"clicks/{reference_mode}", f"region/{reference_mode}"]
         if reference_mode != "mask":
             out += ["clicks/mask", "region/mask"]
+        if reference_mode != "auto" and auto_reference_supported():
+            out += ["clicks/auto", "region/auto"]
         return out
     if isinstance(modes, str):
         modes = [m.strip() for m in modes.split(",") if m.strip()]
@@ -217,6 +221,29 @@ def parse_modes(modes: Sequence[str] | str | None, reference_mode: str) -> list[
         if kind not in _KINDS or ref not in REFERENCES:
             raise ParameterError(f"mode {m!r} must be clicks/<ref> or region/<ref> with <ref> in {', '.join(REFERENCES)}")
     return list(dict.fromkeys(modes))
+
+
+@functools.lru_cache(maxsize=1)
+def auto_reference_supported() -> bool:
+    """Whether :func:`bmeviz.segment` accepts ``reference='auto'`` (probed once on a tiny scan:
+    a bmeviz without it takes 'auto' for a file name)."""
+    from ..volume import Volume
+
+    segment = _segment_fn()
+    if "reference" not in inspect.signature(segment).parameters:
+        return False
+    img = 100.0 + 10.0 * (np.indices((8, 16, 16)).sum(axis=0) % 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            segment(Volume(img, np.eye(4)), reference="auto", region=np.ones(img.shape, bool))
+        except UnreadableFileError:
+            return False
+        except BmevizError:  # 'auto' understood; the toy scan just has no marrow to find
+            return True
+        except Exception:  # noqa: BLE001 - whatever else: do not offer the mode by default
+            return False
+    return True
 
 
 def _segment_fn():
