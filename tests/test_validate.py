@@ -318,3 +318,29 @@ def test_sessions_given_by_hand_change_what_is_intra_reader(synthetic):
             (2 * L / (2 * L + 1) + 96 * L / (120 * L + 60)) / 2)
     with pytest.raises(ParameterError, match="no case has: R99"):
         summarize(synthetic.results, sessions={"X": ["R11", "R99"]})
+
+
+def test_no_lesion_to_click_finds_nothing_in_click_modes():
+    # a scan where the click reader drew nothing: users click nothing, so the seeded modes find
+    # nothing (not "everything in the region"); region-only still finds the lesion
+    case = synthetic_case("e", 4)
+    readers = dict(case.readers)
+    readers["R11"] = np.zeros(SHAPE, bool)
+    from dataclasses import replace
+
+    v = validate([replace(case, readers=readers)], n_users=2, modes="clicks/mask,region/mask")
+    m = v.summary["per_case"]["e"]["modes"]
+    assert m["manual|clicks/mask"]["volume_ml"]["mean"] == 0.0 and m["manual|clicks/mask"]["clicks"] == 0
+    assert m["manual|region/mask"]["volume_ml"]["mean"] == pytest.approx(0.240)
+    assert math.isnan(m["manual|clicks/mask"]["dice_vs"]["R11"])  # both empty: undefined, not 0 or 1
+    assert m["manual|region/mask"]["dice_vs"]["R11"] == 0.0
+
+
+def test_dice_against_readers_independent_of_the_clicks(synthetic):
+    # clicks come from R11; R12 is R11's other session, so only R21 is independent (Dice 0.8)
+    s = synthetic.summary
+    for cid in s["cases"]:
+        m = s["per_case"][cid]["modes"]["manual|clicks/point"]
+        assert m["other_readers"] == ["R21"] and m["dice_other_readers"] == pytest.approx(0.8)
+    assert s["overall"]["manual|clicks/mask"]["dice_other_readers"] == pytest.approx(0.8)
+    assert "did not come from** (R21;" in synthetic.markdown()

@@ -108,6 +108,15 @@ def markdown(summary: Mapping, *, figure_dir: str = "") -> str:
     parts += ["", "**Dice against the readers** (mean over users, then over the readers "
               f"{', '.join(s['readers_all'])}), next to the readers' own agreement", "", _table(header, rows)]
 
+    ck = [k for k in keys if k.split("|")[1].startswith("clicks/")]
+    oth = sorted({n for c in s["cases"] for k in ck for n in s["per_case"][c]["modes"].get(k, {}).get("other_readers") or []})
+    if ck and oth:
+        header = ["scan", *(_label(k, many) for k in ck)]
+        rows = [[c, *(_f(s["per_case"][c]["modes"].get(k, {}).get("dice_other_readers")) for k in ck)] for c in s["cases"]]
+        rows.append(["mean", *(_f(s["overall"][k]["dice_other_readers"]) for k in ck)])
+        parts += ["", f"**Dice against the readers the clicks did not come from** ({', '.join(oth)}; the clicks "
+                  f"are in {run['click_reader']}'s lesions, which favours that reader)", "", _table(header, rows)]
+
     header = ["scan", "mode", "between-user Dice mean (min)", "volume mL mean ± SD (min–max)", "volume CV",
               "threshold range", "k range", "clicks not grown"]
     rows = []

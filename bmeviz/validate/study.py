@@ -436,12 +436,16 @@ def _run_case(case: Case, *, modes, n_users, seed, click_reader, options, radius
             masks = []
             for user in (users if needs_users else [None]):
                 t = time.perf_counter()
-                res, n_warn = _run(segment, volume, kind=kind, ref=ref, user=user or users[0], normal=normal,
-                                   region=region, options=opts)
-                mask = np.asarray(res.mask, bool)
                 clicks = user.clicks if (kind == "clicks" and user is not None) else np.empty((0, 3), int)
-                labels = np.asarray(res.labels)
-                not_grown = int(sum(labels[tuple(c)] == 0 for c in clicks))
+                if kind == "clicks" and not len(clicks):  # nothing to click (an empty reader mask): nothing found
+                    res, n_warn = None, 0
+                    mask = np.zeros(volume.shape, bool)
+                else:
+                    res, n_warn = _run(segment, volume, kind=kind, ref=ref, user=user or users[0], normal=normal,
+                                       region=region, options=opts)
+                    mask = np.asarray(res.mask, bool)
+                labels = None if res is None else np.asarray(res.labels)
+                not_grown = int(sum(labels[tuple(c)] == 0 for c in clicks)) if labels is not None else 0
                 thr = getattr(res, "threshold", None)
                 out["runs"].append({
                     "region": src, "mode": mode, "user": None if user is None else user.index,
@@ -449,7 +453,7 @@ def _run_case(case: Case, *, modes, n_users, seed, click_reader, options, radius
                     "dice": {r: dice(mask, m) for r, m in readers.items()},
                     "threshold": None if thr is None else float(thr.value),
                     "k_used": None if thr is None or thr.k is None else float(thr.k),
-                    "n_lesions": int(res.n_lesions),
+                    "n_lesions": 0 if res is None else int(res.n_lesions),
                     "n_clicks": int(len(clicks)), "clicks_not_grown": not_grown,
                     "warnings": n_warn, "seconds": round(time.perf_counter() - t, 3),
                 })

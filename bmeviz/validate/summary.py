@@ -104,6 +104,9 @@ def summarize(results: Sequence[dict], *, sessions: Mapping[str, list[str]] | No
         }
         rd["intra_mean"] = nanmean(list(rd["intra"].values()))
         entry: dict = {"readers": rd, "n_lesions_clicked": res["n_lesions_clicked"], "modes": {}}
+        # readers independent of the clicks: not the click reader nor its other sessions
+        own = next((m for m in groups.values() if res["click_reader"] in m), [res["click_reader"]])
+        others = [n for n in rv if n not in own] if res["click_reader"] in rv else []
         for run in res["runs"]:
             key = (run["region"], run["mode"])
             if key not in combos:
@@ -121,6 +124,8 @@ def summarize(results: Sequence[dict], *, sessions: Mapping[str, list[str]] | No
             entry["modes"][f"{src}|{mode}"] = {
                 "region": src, "mode": mode, "n_runs": len(runs),
                 "dice_vs": dice_vs, "dice_mean": nanmean(list(dice_vs.values())),
+                "dice_other_readers": nanmean([dice_vs[n] for n in others]) if others else None,
+                "other_readers": others,
                 "volume_ml": {"mean": vmean, "sd": float(np.std(vols, ddof=1)) if len(vols) > 1 else float("nan"),
                               "min": float(min(vols)), "max": float(max(vols)), "cv": cv(vols),
                               "per_user": vols},
@@ -145,6 +150,7 @@ def summarize(results: Sequence[dict], *, sessions: Mapping[str, list[str]] | No
         o: dict = {
             "region": src, "mode": mode, "cases": have,
             "dice_mean": nanmean([x["dice_mean"] for x in m]),
+            "dice_other_readers": nanmean([x["dice_other_readers"] for x in m if x["dice_other_readers"] is not None]),
             "dice_vs": {n: nanmean([x["dice_vs"].get(n, float("nan")) for x in m]) for n in names},
             "between_user_dice": nanmean([x["between_user_dice"]["mean"] for x in m if x["between_user_dice"]]),
             "between_user_dice_worst_case": _nanmin([x["between_user_dice"]["mean"] for x in m if x["between_user_dice"]]),
