@@ -74,7 +74,7 @@ class Validation:
 def _sources() -> dict:
     pkg = Path(__file__).resolve().parents[1]
     out = {}
-    for n in ("pipeline.py", "threshold.py", "grow.py", "lesions.py"):
+    for n in ("pipeline.py", "threshold.py", "grow.py", "lesions.py", "reference.py", "edge.py"):
         p = pkg / n
         if p.exists():
             out[f"bmeviz/{n}"] = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
