@@ -1,12 +1,19 @@
-"""Validate ``bmeviz.pipeline.segment`` on real SIJ STIR scans against four reader masks.
+"""Validate bmeviz on the real SIJ STIR scans: a thin wrapper over ``bmeviz validate``.
 
-    python benchmarks/validate_sij.py           # full run: sweep, choose defaults, write docs
-    python benchmarks/validate_sij.py --quick   # only the current defaults of segment()
+    python benchmarks/validate_sij.py                  # bmeviz validate on the dev scans; writes docs/validation.md
+    python benchmarks/validate_sij.py --users 5        # fewer simulated users (faster)
+    python benchmarks/validate_sij.py --set k=2        # any segment() option, passed on
+    python benchmarks/validate_sij.py --sweep          # the parameter sweep that chose the defaults
+    python benchmarks/validate_sij.py --sweep --quick  # the sweep's current-defaults run only
 
-Data: ``../shared/data/sij-stir-dev`` beside the project (see its README; never copied
-into the repository). Without it the script prints a skip message and exits 0.
+The default run is exactly ``bmeviz validate --sij-dir ../shared/data/sij-stir-dev --out
+benchmarks/results/validate --doc docs/validation.md`` (reader agreement, ICC, Bland-Altman,
+SDC, simulated users; see docs/validation.md). Data: ``../shared/data/sij-stir-dev`` beside
+the project (never copied into the repository); without it the script prints a skip
+message and exits 0.
 
-Modes compared, each inside the disease region with the normal-marrow mask as reference:
+The sweep (``--sweep``) compares, each inside the disease region with the normal-marrow mask
+as reference:
 
 (a) no seeds ("all in region");
 (b) one seed per reader lesion: for each 26-connected component of R11, the brightest
@@ -16,11 +23,11 @@ Modes compared, each inside the disease region with the normal-marrow mask as re
     dropped.
 
 Scores: Dice against each reader mask (R11, R12, R21, R22) and their mean, volumes in
-mL, reader-vs-reader agreement. The full run sweeps clean-up, threshold rule and edge
+mL, reader-vs-reader agreement. The full sweep varies clean-up, threshold rule and edge
 for (a) and (b), ranks by the mean Dice over scans and readers, and estimates the
 optimism of that choice by leave-one-scan-out. Results go to
-``benchmarks/results/validate_sij.json`` (git-ignored) and, for the full run, the tables
-to ``docs/validation.md`` (between the RESULTS markers; the prose around them is kept).
+``benchmarks/results/validate_sij.json`` (git-ignored) and, for the full sweep, the tables
+to ``docs/validation.md`` (between the SWEEP RESULTS markers; the prose around them is kept).
 """
 
 from __future__ import annotations
@@ -71,8 +78,8 @@ EDGES = ("threshold", "half-max")
 #: region when it grows past the limit, which real SIJ lesions can do).
 LEAK_GUARDS = ("default", None)
 
-BEGIN = "<!-- BEGIN RESULTS (written by benchmarks/validate_sij.py; do not edit by hand) -->"
-END = "<!-- END RESULTS -->"
+BEGIN = "<!-- BEGIN SWEEP RESULTS (written by benchmarks/validate_sij.py --sweep; do not edit by hand) -->"
+END = "<!-- END SWEEP RESULTS -->"
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,14 +159,14 @@ def reader_agreement(case: dict) -> dict:
 # configurations
 # ---------------------------------------------------------------------------------------
 def has_edge() -> bool:
-    from bmeviz.pipeline import segment
+    from bmeviz import segment
 
     return "edge" in inspect.signature(segment).parameters
 
 
 def current_defaults(mode: str) -> dict:
     """The defaults segment() has now, for the swept parameters."""
-    from bmeviz.pipeline import segment
+    from bmeviz import segment
 
     p = inspect.signature(segment).parameters
     cfg = {name: p[name].default for name in ("rule", "k", "min_volume_mm3", "min_slices")}
@@ -222,7 +229,7 @@ FACTORS = (
 # one worker task: one scan, one mode, many configurations
 # ---------------------------------------------------------------------------------------
 def run_task(sid: str, mode: str, configs: list[dict]) -> dict:
-    from bmeviz.pipeline import segment
+    from bmeviz import segment
 
     t0 = time.perf_counter()
     case = load_case(sid)
@@ -434,17 +441,18 @@ def markdown(summary: dict, tables: dict) -> str:
 
 
 def write_doc(block: str) -> None:
-    DOC.parent.mkdir(parents=True, exist_ok=True)
+    from bmeviz.io._atomic import atomic_write_text
+
     if DOC.exists():
         text = DOC.read_text()
         if BEGIN in text and END in text:
             head, rest = text.split(BEGIN, 1)
             _, tail = rest.split(END, 1)
-            DOC.write_text(head + block + tail)
+            atomic_write_text(DOC, head + block + tail)
             return
-        DOC.write_text(text.rstrip() + "\n\n## Results\n\n" + block + "\n")
+        atomic_write_text(DOC, text.rstrip() + "\n\n## Appendix: parameter sweep\n\n" + block + "\n")
         return
-    DOC.write_text("# Validation on SIJ STIR scans\n\n## Results\n\n" + block + "\n")
+    atomic_write_text(DOC, "# Validation on SIJ STIR scans\n\n## Parameter sweep\n\n" + block + "\n")
 
 
 def sources() -> dict:
@@ -456,16 +464,41 @@ def sources() -> dict:
 
 
 # ---------------------------------------------------------------------------------------
+def validate_main(args) -> int:
+    """``bmeviz validate`` on the dev scans, this page's VALIDATE block."""
+    from bmeviz.cli import main as cli_main
+
+    argv = ["validate", "--sij-dir", str(DATA), "--out", str(RESULTS / "validate"), "--doc", str(DOC),
+            "--users", str(args.users), "--seed", str(args.seed), "--jobs", str(args.jobs)]
+    if args.reference_mode:
+        argv += ["--reference-mode", args.reference_mode]
+    if args.region_dir:
+        argv += ["--region-dir", args.region_dir]
+    for item in args.set or []:
+        argv += ["--set", item]
+    return cli_main(argv)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="run only the current defaults of segment()")
-    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default 2)")
+    ap.add_argument("--sweep", action="store_true", help="the parameter sweep (instead of bmeviz validate)")
+    ap.add_argument("--quick", action="store_true", help="with --sweep: run only the current defaults of segment()")
+    ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: 1 for validate, 2 for --sweep)")
+    ap.add_argument("--users", type=int, default=10, help="simulated users per scan (default 10)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the simulated users (default 0)")
+    ap.add_argument("--reference-mode", choices=["point", "mask", "auto"], help="as bmeviz validate")
+    ap.add_argument("--region-dir", help="alternative regions, as bmeviz validate")
+    ap.add_argument("--set", action="append", metavar="NAME=VALUE", help="a segment() option, as bmeviz validate")
     args = ap.parse_args(argv)
 
     if not DATA.is_dir():
         print(f"skip: SIJ STIR development data not found at {DATA} (it lives beside the project, "
               "never in the repository)")
         return 0
+    if not args.sweep:
+        args.jobs = 1 if args.jobs is None else args.jobs
+        return validate_main(args)
+    args.jobs = min(2, os.cpu_count() or 1) if args.jobs is None else args.jobs
 
     import bmeviz
 
@@ -496,7 +529,7 @@ def main(argv=None) -> int:
     dkey = {m: config_key(defaults[m]) for m in modes}
 
     summary: dict = {
-        "command": "python benchmarks/validate_sij.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/validate_sij.py --sweep" + (" --quick" if args.quick else ""),
         "date": time.strftime("%Y-%m-%d"),
         "bmeviz_version": bmeviz.__version__,
         "python": platform.python_version(),

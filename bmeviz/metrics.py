@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["dice", "volume_ml", "match_lesions"]
+__all__ = ["dice", "volume_ml", "match_lesions", "pairwise_dice", "volume_difference"]
 
 
 def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +65,36 @@ def match_lesions(labels: Any, truth: Any, *, voxel_volume_mm3: float) -> list[d
         out.append({"truth_id": int(i), "truth_ml": truth_ml, "found_ml": found_ml,
                     "error_pct": 100.0 * (found_ml / truth_ml - 1.0), "dice": dice(found, t)})
     return out
+
+
+def pairwise_dice(masks: Any) -> list[float]:
+    """Dice of every unordered pair of masks (e.g. the masks of several users of one scan).
+
+    Pairs where both masks are empty give NaN (nothing to agree on), as :func:`dice`.
+
+    >>> a = np.zeros((1, 4, 4), bool); a[0, :2] = True
+    >>> b = np.zeros_like(a); b[0, 1:3] = True
+    >>> pairwise_dice([a, a, b])
+    [1.0, 0.5, 0.5]
+    """
+    ms = [np.asarray(m) > 0 for m in masks]
+    for m in ms[1:]:
+        if m.shape != ms[0].shape:
+            raise ParameterError(f"masks have different shapes {ms[0].shape} and {m.shape}; they must be on one grid")
+    counts = [int(np.count_nonzero(m)) for m in ms]
+    out = []
+    for i in range(len(ms)):
+        for j in range(i + 1, len(ms)):
+            total = counts[i] + counts[j]
+            out.append(float(2 * np.count_nonzero(ms[i] & ms[j]) / total) if total else float("nan"))
+    return out
+
+
+def volume_difference(a_ml: float, b_ml: float) -> dict:
+    """Volume difference of a measurement ``a`` against a reference ``b``: mL and % of ``b``.
+
+    >>> volume_difference(4.5, 4.0)
+    {'diff_ml': 0.5, 'diff_pct': 12.5}
+    """
+    a, b = float(a_ml), float(b_ml)
+    return {"diff_ml": a - b, "diff_pct": 100.0 * (a - b) / b if b else float("nan")}
