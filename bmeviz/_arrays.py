@@ -40,10 +40,11 @@ def pad_box(box: tuple[slice, ...], shape: tuple[int, ...], margin: int) -> tupl
 
 
 def ball(lo: Any, hi: Any, centre: Any, spacing: Any, radius_mm: float, *, rtol: float = 0.0) -> np.ndarray:
-    """Bool crop of indices ``[lo, hi)``: voxels whose centre lies within ``radius_mm`` of
-    ``centre`` (an index, fractional allowed), distances in mm with ``spacing``."""
-    d = [((np.arange(a, b) - c) * s) ** 2 for a, b, c, s in zip(lo, hi, centre, spacing)]
-    return (d[0][:, None, None] + d[1][None, :, None] + d[2][None, None, :]) <= radius_mm * radius_mm * (1 + rtol)
+    """Bool crop of indices ``[lo, hi)`` (any number of axes): voxels whose centre lies
+    within ``radius_mm`` of ``centre`` (an index, fractional allowed), in mm with ``spacing``."""
+    axes = np.ogrid[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
+    d2 = sum(((ax - c) * s) ** 2 for ax, c, s in zip(axes, centre, spacing))
+    return d2 <= radius_mm * radius_mm * (1 + rtol)
 
 
 def check_spacing(spacing: Any) -> tuple[float, float, float]:

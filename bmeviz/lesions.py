@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._arrays import check_spacing as _check_spacing
 from .errors import ParameterError
 from .threshold import ReferenceStats, _as_mask
 from .volume import _as_affine
@@ -77,18 +78,6 @@ def _check_3d(arr: np.ndarray, name: str) -> None:
         raise ParameterError(
             f"{name} must be 3D (slice, row, column); got shape {arr.shape}"
         )
-
-
-def _check_spacing(spacing: Any) -> tuple[float, float, float]:
-    try:
-        sp = np.asarray(spacing, dtype=float).reshape(-1)
-    except (TypeError, ValueError):
-        sp = np.array([])
-    if sp.size != 3 or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ParameterError(
-            f"spacing must be 3 positive voxel sizes in mm (slice, row, column); got {spacing!r}"
-        )
-    return tuple(float(s) for s in sp)  # type: ignore[return-value]
 
 
 def _check_labels(labels: Any, name: str) -> np.ndarray:

@@ -38,7 +38,7 @@ from .lesions import clean, lesion_table
 from .options import DEFAULTS, SegmentOptions, mode_defaults
 from .result import Note, Result
 from .threshold import compute_threshold, sphere_mask
-from ._arrays import bbox, pad_box
+from ._arrays import bbox, pad_box, parse_triple
 from .volume import Volume
 
 __all__ = ["segment", "Result", "Note", "DEFAULTS", "SegmentOptions", "resolve_reference", "resolve_mask",
@@ -86,13 +86,7 @@ def _radius(value: Any) -> float:
 
 
 def _point(value: Any, name: str) -> np.ndarray:
-    try:
-        p = np.asarray(value, dtype=float).reshape(-1)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be 3 numbers; got {value!r}") from None
-    if p.size != 3 or not np.all(np.isfinite(p)):
-        raise ParameterError(f"{name} must be 3 finite numbers; got {value!r}")
-    return p
+    return np.array(parse_triple(value, name))
 
 
 def resolve_reference(
