@@ -23,13 +23,17 @@ __all__ = ["bbox", "pad_box", "ball", "check_spacing", "parse_triple"]
 
 def bbox(mask: np.ndarray, *, margin: int = 0) -> tuple[slice, slice, slice]:
     """Bounding box of the True voxels of a 3D mask grown by ``margin`` voxels (clipped);
-    a 1-voxel box at the origin when the mask is empty."""
-    if not mask.any():
+    a 1-voxel box at the origin when the mask is empty.
+
+    The slices holding voxels are found first (a fast reduction over the whole mask); the
+    rows and columns only within them, so a small mask in a big volume costs one pass.
+    """
+    on = np.flatnonzero(mask.any(axis=(1, 2)))
+    if on.size == 0:
         return (slice(0, 1), slice(0, 1), slice(0, 1))
-    plane = mask.any(axis=0)
+    plane = mask[on[0]:on[-1] + 1].any(axis=0)
     out = []
-    for n, profile in zip(mask.shape, (mask.any(axis=(1, 2)), plane.any(axis=1), plane.any(axis=0))):
-        hit = np.flatnonzero(profile)
+    for n, hit in zip(mask.shape, (on, np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0)))):
         out.append(slice(max(0, int(hit[0]) - margin), min(n, int(hit[-1]) + 1 + margin)))
     return tuple(out)  # type: ignore[return-value]
 

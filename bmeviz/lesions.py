@@ -8,7 +8,10 @@ volume, intensity relative to the normal-marrow reference, centroid in RAS mm, e
 Everything works from the foreground voxels (``np.flatnonzero``) with ``np.bincount``
 and ``ufunc.at`` reductions, and from per-lesion bounding boxes
 (``scipy.ndimage.find_objects``): the cost grows with the volume plus the lesion voxels,
-never with (number of lesions x volume).
+never with (number of lesions x volume). A few lesions (a seeded result) are measured
+inside their own boxes (projections of each box), which costs the boxes, not the voxels'
+coordinates. Components are found with ``connected-components-3d`` (cc3d) when it is
+installed (the same labels as ``scipy.ndimage.label``, several times faster), else scipy.
 
 Axis 0 is the slice axis, as in :class:`bmeviz.Volume` (``(slice, row, column)``).
 """
@@ -23,6 +26,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._arrays import check_spacing as _check_spacing
+
+try:  # a faster labeller with the same output as scipy.ndimage.label (benchmarks/bench_segment.py)
+    import cc3d as _cc3d
+except ImportError:  # pragma: no cover - cc3d is a dependency; scipy is the fallback
+    _cc3d = None
 from .errors import ParameterError
 from .threshold import ReferenceStats, _as_mask
 from .volume import _as_affine
@@ -60,6 +68,9 @@ _CONNECTIVITY_RANK = {6: 1, 18: 2, 26: 3}
 #: Slice-presence matrices up to this many cells are dense; beyond, a sort is used.
 _DENSE_PRESENCE_LIMIT = 20_000_000
 
+#: Up to this many lesions, lesion_table measures each inside its own bounding box.
+_PER_BOX_LESIONS = 32
+
 
 # ---------------------------------------------------------------------------------------
 # validation helpers
@@ -94,6 +105,16 @@ def _check_labels(labels: Any, name: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 # foreground bookkeeping
 # ---------------------------------------------------------------------------------------
+def _components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
+    """Label the components of a bool mask: (int32 labels in scan order, count)."""
+    if _cc3d is not None and mask.size:
+        out = _cc3d.connected_components(mask, connectivity=int(connectivity), out_dtype=np.uint32)
+        out = out.view(np.int32)
+        return out, int(out.max())
+    out, n = ndi.label(mask, structure=_structure(connectivity), output=np.int32)
+    return out, int(n)
+
+
 def _foreground(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices of the labelled voxels (ascending) and their label values."""
     flat = lab.reshape(-1)  # a view for contiguous arrays; one copy otherwise
@@ -173,12 +194,11 @@ def label(mask: np.ndarray, *, connectivity: int = 26) -> np.ndarray:
     >>> int(label(m).max()), int(label(m, connectivity=6).max())
     (1, 2)
     """
-    structure = _structure(connectivity)
+    _structure(connectivity)  # checks it
     arr = np.asarray(mask)
     _check_3d(arr, "mask")
     m = _as_mask(arr, arr.shape, "mask")
-    out, _ = ndi.label(m, structure=structure, output=np.int32)
-    return out
+    return _components(m, connectivity)[0]
 
 
 def clean(
@@ -248,13 +268,13 @@ def clean(
         raise ParameterError(f"min_slices must be an integer >= 1; got {min_slices!r}")
     if not isinstance(fill_holes, (bool, np.bool_)):
         raise ParameterError(f"fill_holes must be True or False; got {fill_holes!r}")
-    structure = _structure(connectivity)
+    _structure(connectivity)  # checks it
 
     arr = np.asarray(mask_or_labels)
     _check_3d(arr, "mask_or_labels")
     shape = arr.shape
     if arr.dtype == bool:
-        work, m = ndi.label(arr, structure=structure, output=np.int32)
+        work, m = _components(arr, connectivity)
         nz, cv = _foreground(work)
     elif np.issubdtype(arr.dtype, np.integer):
         nz, vals = _foreground(arr)
@@ -407,8 +427,12 @@ def lesion_table(
     spacing = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
     voxel_mm3 = float(abs(np.linalg.det(aff[:3, :3])))
 
-    nz, vals = _foreground(lab)
-    ids, cv = _compact(vals, "labels")
+    boxes = _few_boxes(lab)  # a few lesions: measured in their boxes, no per-voxel pass
+    if boxes is None:
+        nz, vals = _foreground(lab)
+        ids, cv = _compact(vals, "labels")
+    else:
+        ids = np.array([i for i, b in enumerate(boxes, start=1) if b is not None], dtype=np.int64)
     m = int(ids.size)
 
     if region_mask is None:
@@ -421,17 +445,12 @@ def lesion_table(
     if m == 0:
         df = _empty_table()
     else:
-        local = np.unravel_index(nz, lab.shape)
-        coords = tuple(c + o for c, o in zip(local, off)) if off.any() else local
-        counts = np.bincount(cv, minlength=m + 1)[1:]
-
-        values = np.asarray(img[local], dtype=np.float64)
-        finite = np.isfinite(values)
-        n_finite = np.bincount(cv[finite], minlength=m + 1)[1:]
-        sums = np.bincount(cv[finite], weights=values[finite], minlength=m + 1)[1:]
-        maxs = np.full(m + 1, -np.inf)
-        np.maximum.at(maxs, cv[finite], values[finite])
-        maxs = maxs[1:]
+        if boxes is not None:
+            counts, n_finite, sums, maxs, centroid, lo, hi, on_slices, per = _measure_boxes(
+                lab, img, ids, boxes, region_mask, off)
+        else:
+            counts, n_finite, sums, maxs, centroid, lo, hi, on_slices, per = _measure_voxels(
+                lab, img, nz, cv, m, region_mask, off)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(n_finite > 0, sums / np.maximum(n_finite, 1), np.nan)
         maxs = np.where(n_finite > 0, maxs, np.nan)
@@ -444,21 +463,8 @@ def lesion_table(
             z = (mean - reference.mean) / reference.sd
         else:
             z = np.full(m, np.nan)
-
-        centroid = np.empty((m, 3))
-        lo = np.empty((m, 3), dtype=np.int64)
-        hi = np.empty((m, 3), dtype=np.int64)
-        for ax in range(3):
-            cax = coords[ax]
-            centroid[:, ax] = np.bincount(cv, weights=cax, minlength=m + 1)[1:] / counts
-            mn = np.full(m + 1, np.iinfo(np.int64).max, dtype=np.int64)
-            mx = np.full(m + 1, -1, dtype=np.int64)
-            np.minimum.at(mn, cv, cax)
-            np.maximum.at(mx, cv, cax)
-            lo[:, ax], hi[:, ax] = mn[1:], mx[1:]
         ras = centroid @ aff[:3, :3].T + aff[:3, 3]
         extent = (hi - lo + 1) * spacing
-        on_slices, _ = _slice_runs(cv, local[0], m, lab.shape[0])
 
         volume = counts * voxel_mm3
         df = pd.DataFrame(
@@ -482,13 +488,11 @@ def lesion_table(
                 "extent_col_mm": extent[:, 2],
                 "first_slice": lo[:, 0],
                 "last_slice": hi[:, 0],
-                "n_slices": on_slices[1:].astype(np.int64),
+                "n_slices": on_slices.astype(np.int64),
             },
             columns=list(TABLE_COLUMNS),
         )
         if region_mask is not None:
-            inside = region_mask.reshape(-1)[nz]
-            per = np.bincount(cv[inside], minlength=m + 1)[1:]
             in_region_by_id = {int(i): int(n) for i, n in zip(ids, per)}
 
     total_voxels = int(df["voxels"].sum())
@@ -509,6 +513,96 @@ def lesion_table(
     df.attrs["region_voxels"] = region_voxels
     df.attrs["lesion_voxels_in_region"] = in_region_by_id if region_voxels is not None else None
     return df
+
+
+def _measure_voxels(lab, img, nz, cv, m, region_mask, off):
+    """Per lesion 1..m (compact ids ``cv`` of the voxels ``nz``): voxels, finite voxels, sum
+    and max of finite intensities, centroid and first/last index per axis (in the grid the
+    crop starts at ``off`` in), slices on, voxels in the region. Vectorised over every voxel
+    (many lesions)."""
+    local = np.unravel_index(nz, lab.shape)
+    coords = tuple(c + o for c, o in zip(local, off)) if off.any() else local
+    counts = np.bincount(cv, minlength=m + 1)[1:]
+    values = np.asarray(img[local], dtype=np.float64)
+    finite = np.isfinite(values)
+    n_finite = np.bincount(cv[finite], minlength=m + 1)[1:]
+    sums = np.bincount(cv[finite], weights=values[finite], minlength=m + 1)[1:]
+    maxs = np.full(m + 1, -np.inf)
+    np.maximum.at(maxs, cv[finite], values[finite])
+    centroid = np.empty((m, 3))
+    lo = np.empty((m, 3), dtype=np.int64)
+    hi = np.empty((m, 3), dtype=np.int64)
+    for ax in range(3):
+        cax = coords[ax]
+        centroid[:, ax] = np.bincount(cv, weights=cax, minlength=m + 1)[1:] / counts
+        mn = np.full(m + 1, np.iinfo(np.int64).max, dtype=np.int64)
+        mx = np.full(m + 1, -1, dtype=np.int64)
+        np.minimum.at(mn, cv, cax)
+        np.maximum.at(mx, cv, cax)
+        lo[:, ax], hi[:, ax] = mn[1:], mx[1:]
+    on_slices, _ = _slice_runs(cv, local[0], m, lab.shape[0])
+    per = None
+    if region_mask is not None:
+        inside = region_mask.reshape(-1)[nz]
+        per = np.bincount(cv[inside], minlength=m + 1)[1:]
+    return counts, n_finite, sums, maxs[1:], centroid, lo, hi, on_slices[1:], per
+
+
+def _few_boxes(lab: np.ndarray) -> list | None:
+    """Bounding boxes (``find_objects``) when ``lab`` holds at most :data:`_PER_BOX_LESIONS`
+    lesions with small ids; None otherwise (or when empty). Refuses negative labels."""
+    if lab.size == 0:
+        return None
+    lo, hi = int(lab.min()), int(lab.max())
+    if lo < 0:
+        raise ParameterError(f"labels has negative labels (e.g. {lo}); labels must be 0 (background) "
+                             "or positive lesion ids")
+    if hi == 0 or hi > 64 * _PER_BOX_LESIONS + 1024:
+        return None
+    boxes = ndi.find_objects(lab.astype(np.int64) if lab.dtype.kind == "u" and lab.dtype.itemsize >= 8 else lab)
+    if sum(b is not None for b in boxes) > _PER_BOX_LESIONS:
+        return None
+    return boxes
+
+
+def _measure_boxes(lab, img, ids, boxes, region_mask, off):
+    """The same as :func:`_measure_voxels`, each lesion measured inside its own bounding
+    box from projections (a few lesions: costs their boxes, not per-voxel coordinates)."""
+    m = int(ids.size)
+    counts = np.zeros(m, np.int64)
+    n_finite = np.zeros(m, np.int64)
+    sums = np.zeros(m)
+    maxs = np.full(m, -np.inf)
+    centroid = np.empty((m, 3))
+    lo = np.empty((m, 3), dtype=np.int64)
+    hi = np.empty((m, 3), dtype=np.int64)
+    on_slices = np.zeros(m, np.int64)
+    per = None if region_mask is None else np.zeros(m, np.int64)
+    for j, i in enumerate(ids):
+        box = boxes[int(i) - 1]
+        comp = lab[box] == i
+        n = int(np.count_nonzero(comp))
+        counts[j] = n
+        for ax in range(3):
+            other = tuple(a for a in range(3) if a != ax)
+            prof = np.count_nonzero(comp, axis=other)
+            hit = np.flatnonzero(prof)
+            start = box[ax].start + int(off[ax])
+            centroid[j, ax] = float(np.dot(np.arange(start, start + prof.size, dtype=np.int64), prof)) / n
+            lo[j, ax], hi[j, ax] = start + hit[0], start + hit[-1]
+            if ax == 0:
+                on_slices[j] = hit.size
+        values = np.asarray(img[box][comp], dtype=np.float64)
+        finite = np.isfinite(values)
+        if not finite.all():
+            values = values[finite]
+        n_finite[j] = values.size
+        if values.size:
+            sums[j] = values.sum()
+            maxs[j] = values.max()
+        if per is not None:
+            per[j] = int(np.count_nonzero(region_mask[box][comp]))
+    return counts, n_finite, sums, maxs, centroid, lo, hi, on_slices, per
 
 
 def summarize(table) -> dict:

@@ -123,10 +123,10 @@ def resolve_reference(
             raise ParameterError(f"reference point {idx.tolist()} is outside the image {volume.shape}")
         mask = sphere_mask(volume.shape, idx, radius, spacing=volume.spacing)
         return mask, {"kind": "sphere", "point": idx.tolist(), "point_mm": volume.index_to_ras(idx).round(3).tolist(),
-                      "radius_mm": radius, "voxels": int(np.count_nonzero(mask))}
+                      "radius_mm": radius, "voxels": int(np.count_nonzero(mask[bbox(mask)]))}
     mask = resolve_mask(reference, volume, "reference")
     assert mask is not None
-    return mask, {"kind": "mask", "voxels": int(np.count_nonzero(mask))}
+    return mask, {"kind": "mask", "voxels": int(np.count_nonzero(mask[bbox(mask)]))}
 
 
 def resolve_seeds(volume: Volume, seeds: Any = None, seeds_mm: Any = None) -> np.ndarray:
@@ -158,6 +158,16 @@ def resolve_seeds(volume: Volume, seeds: Any = None, seeds_mm: Any = None) -> np
 
 
 # ----------------------------------------------------------------------------- the algorithms, in order
+def _threshold(image, ref_mask, region_mask, opts: SegmentOptions):
+    """The threshold; reference rules read the image on the reference's box only (the same
+    values in the same order as on the whole volume: the same statistics)."""
+    if opts.rule == "otsu":  # Otsu reads the whole region
+        return compute_threshold(image, reference=ref_mask, rule=opts.rule, k=opts.k, region=region_mask,
+                                 high_k=opts.high_k)
+    box = bbox(ref_mask)
+    return compute_threshold(image[box], reference=ref_mask[box], rule=opts.rule, k=opts.k, high_k=opts.high_k)
+
+
 def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing) -> tuple[np.ndarray, Any, list[Note]]:
     """The candidate mask: grown from the seeds, or every above-threshold voxel in the region."""
     notes: list[Note] = []
@@ -347,8 +357,7 @@ def segment(
     region_mask = resolve_mask(region, volume, "region")
     region_voxels = None if region_mask is None else int(np.count_nonzero(region_mask))
     seed_idx = resolve_seeds(volume, seeds, seeds_mm)
-    thr = compute_threshold(image, reference=ref_mask, rule=opts.rule, k=opts.k, region=region_mask,
-                            high_k=opts.high_k)
+    thr = _threshold(image, ref_mask, region_mask, opts)
     mask, grow_result, notes = _grow(image, seed_idx, thr, region_mask, opts, spacing)
     mask, edge_info = _edges(image, mask, thr, opts, spacing)
     min_volume_mm3, min_slices = mode_defaults(seeded=bool(seed_idx.size), min_volume_mm3=opts.min_volume_mm3,
