@@ -19,6 +19,12 @@ published adaptive Q3 + k·IQR rule, 26-connectivity, edge at the threshold (wha
 outline; ``edge='half-max'`` measures the physical lesion better on the phantom); seeded
 runs keep every clicked lesion, "all in region" runs keep lesions of at least 10 mm³
 present on at least 2 consecutive slices (the ASAS definition counts BME on 2 slices).
+The options and their defaults are :class:`bmeviz.options.SegmentOptions`.
+
+``segment()`` orchestrates only: input resolution (``resolve_*``), the per-mode clean-up
+defaults (:func:`bmeviz.options.mode_defaults`), the algorithms in order (``_threshold``,
+``_grow``, ``_edges`` from :mod:`bmeviz.edge`, ``_clean``, the lesion table) and the
+provenance (``_params``); messages are :class:`~bmeviz.result.Note` objects with a ``code``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ._arrays import bbox, pad_box, parse_triple
 from ._jsonable import jsonable
 from .edge import _keep_components_reaching, refine_half_max
 from .errors import ParameterError, warn
@@ -38,7 +45,6 @@ from .lesions import clean, lesion_table
 from .options import DEFAULTS, SegmentOptions, mode_defaults
 from .result import Note, Result
 from .threshold import compute_threshold, sphere_mask
-from ._arrays import bbox, pad_box, parse_triple
 from .volume import Volume
 
 __all__ = ["segment", "Result", "Note", "DEFAULTS", "SegmentOptions", "resolve_reference", "resolve_mask",
