@@ -19,59 +19,46 @@ published adaptive Q3 + k·IQR rule, 26-connectivity, edge at the threshold (wha
 outline; ``edge='half-max'`` measures the physical lesion better on the phantom); seeded
 runs keep every clicked lesion, "all in region" runs keep lesions of at least 10 mm³
 present on at least 2 consecutive slices (the ASAS definition counts BME on 2 slices).
+The options and their defaults are :class:`bmeviz.options.SegmentOptions`.
+
+``segment()`` orchestrates only: input resolution (``resolve_*``), the per-mode clean-up
+defaults (:func:`bmeviz.options.mode_defaults`), the algorithms in order (``_threshold``,
+``_grow``, ``_edges`` from :mod:`bmeviz.edge`, ``_clean``, the lesion table) and the
+provenance (``_params``); messages are :class:`~bmeviz.result.Note` objects with a ``code``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from ._arrays import bbox, pad_box, parse_triple
 from ._jsonable import jsonable
+from .edge import _keep_components_reaching, refine_half_max
 from .errors import ParameterError, warn
+from .grow import confidence_grow, grow, grow_all
+from .io import load
+from .lesions import clean, lesion_table
+from .options import DEFAULTS, SegmentOptions, mode_defaults
+from .result import Note, Result
+from .threshold import compute_threshold, sphere_mask
 from .volume import Volume
 
-__all__ = ["segment", "Result", "DEFAULTS", "resolve_reference", "resolve_mask", "resolve_seeds"]
+__all__ = ["segment", "Result", "Note", "DEFAULTS", "SegmentOptions", "resolve_reference", "resolve_mask",
+           "resolve_seeds", "refine_half_max"]
 
-#: Defaults of :func:`segment` (also written to provenance).
-DEFAULTS: dict[str, Any] = {
-    "rule": "q3-iqr",
-    "k": None,  # adaptive for q3-iqr; 2.0 for mean-sd; 99 for percentile
-    "high_k": None,
-    "upper": None,
-    "method": "connected",
-    # clean-up: None = by mode. Seeded: keep what the user clicked (0 mm3, 1 slice);
-    # all-in-region: 10 mm3 on >= 2 consecutive slices (ASAS: BME seen on 2 slices)
-    "min_volume_mm3": None,
-    "min_slices": None,
-    "fill_holes": False,
-    "connectivity": 26,
-    "reference_radius_mm": 8.0,
-    "max_volume_ml": 300.0,  # real SIJ lesions reach ~110 mL (1013); a flood of joint fluid and soft tissue is far larger
-    "max_radius_mm": None,
-    "confidence_k": 2.5,
-    "edge": "threshold",
-}
+_D = SegmentOptions()  # the defaults of segment()'s signature come from the one options model
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
+# ----------------------------------------------------------------------------- input resolution
 def resolve_mask(mask: Any, volume: Volume, name: str) -> np.ndarray | None:
     """A bool mask on ``volume``'s grid from an array, a Volume (same grid) or a path."""
     if mask is None:
         return None
     if isinstance(mask, (str, os.PathLike)):
-        from .io import load
-
         mask = load(mask)
     if isinstance(mask, Volume):
         if mask.shape != volume.shape:
@@ -105,13 +92,7 @@ def _radius(value: Any) -> float:
 
 
 def _point(value: Any, name: str) -> np.ndarray:
-    try:
-        p = np.asarray(value, dtype=float).reshape(-1)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be 3 numbers; got {value!r}") from None
-    if p.size != 3 or not np.all(np.isfinite(p)):
-        raise ParameterError(f"{name} must be 3 finite numbers; got {value!r}")
-    return p
+    return np.array(parse_triple(value, name))
 
 
 def resolve_reference(
@@ -123,8 +104,6 @@ def resolve_reference(
     ``(slice, row, column)``, or ``{"point_mm": (x, y, z)}`` in RAS mm, or
     ``{"point": (s, r, c)}``, with ``radius_mm`` (default 8 mm).
     """
-    from .threshold import sphere_mask
-
     if reference is None:
         raise ParameterError(
             "reference is required: a mask of normal marrow, or a point in normal marrow with a radius "
@@ -150,10 +129,10 @@ def resolve_reference(
             raise ParameterError(f"reference point {idx.tolist()} is outside the image {volume.shape}")
         mask = sphere_mask(volume.shape, idx, radius, spacing=volume.spacing)
         return mask, {"kind": "sphere", "point": idx.tolist(), "point_mm": volume.index_to_ras(idx).round(3).tolist(),
-                      "radius_mm": radius, "voxels": int(np.count_nonzero(mask))}
+                      "radius_mm": radius, "voxels": int(np.count_nonzero(mask[bbox(mask)]))}
     mask = resolve_mask(reference, volume, "reference")
     assert mask is not None
-    return mask, {"kind": "mask", "voxels": int(np.count_nonzero(mask))}
+    return mask, {"kind": "mask", "voxels": int(np.count_nonzero(mask[bbox(mask)]))}
 
 
 def resolve_seeds(volume: Volume, seeds: Any = None, seeds_mm: Any = None) -> np.ndarray:
@@ -183,198 +162,119 @@ def resolve_seeds(volume: Volume, seeds: Any = None, seeds_mm: Any = None) -> np
     return np.concatenate(parts).astype(int)
 
 
-@dataclass(frozen=True)
-class Result:
-    """What :func:`segment` found: mask, labels, table, threshold and provenance."""
 
-    volume: Volume = field(repr=False)
-    mask: np.ndarray = field(repr=False)
-    labels: np.ndarray = field(repr=False)
-    table: Any = field(repr=False)  # pandas.DataFrame
-    threshold: Any  # bmeviz.threshold.Threshold
-    params: dict = field(repr=False)
-    reference: np.ndarray = field(repr=False)
-    region: np.ndarray | None = field(repr=False, default=None)
-    grow: Any = field(repr=False, default=None)  # bmeviz.grow.GrowResult or None
-    messages: tuple[str, ...] = ()
-
-    @property
-    def totals(self) -> dict:
-        from .lesions import summarize
-
-        return summarize(self.table)
-
-    @property
-    def total_volume_ml(self) -> float:
-        return float(self.totals["total_volume_ml"])
-
-    @property
-    def n_lesions(self) -> int:
-        return int(self.totals["n_lesions"])
-
-    def __repr__(self) -> str:
-        return (f"Result(n_lesions={self.n_lesions}, total_volume_ml={self.total_volume_ml:.3f}, "
-                f"threshold={self.threshold.value:.4g} ({self.threshold.rule}, k={self.threshold.k}))")
-
-    def provenance(self, *, include_phi: bool = False) -> dict:
-        """Everything that shaped the result, JSON-serialisable; no identifiers unless asked."""
-        md = self.volume.metadata
-        source = {
-            "name": _input_name(md, include_phi),
-            "description": md.get("description"),
-            "sequence": md.get("sequence"),
-            "series_number": md.get("series_number"),
-            "echo": md.get("echo"),
-            "manufacturer": md.get("manufacturer"),
-            "shape": list(self.volume.shape),
-            "spacing_mm": [round(s, 6) for s in self.volume.spacing],
-            "affine": np.round(self.volume.affine, 6).tolist(),
-            "rescale": md.get("rescale"),
-        }
-        if include_phi:
-            source["files"] = md.get("source_files")
-            source["series_uid"] = md.get("series_uid")
-        return {
-            "software": {"name": "bmeviz", "version": _version()},
-            "input": source,
-            "params": self.params,
-            "threshold": self.threshold.to_dict(),
-            "grow": None if self.grow is None else self.grow.to_dict(),
-            "totals": jsonable(self.totals),
-            "messages": list(self.messages),
-        }
-
-    def save(
-        self,
-        out_dir: str | os.PathLike,
-        *,
-        overlay: bool = True,
-        include_phi: bool = False,
-        seg: bool = False,
-        report: bool = False,
-    ) -> dict[str, Path]:
-        """Write ``bme_mask.nii.gz`` (lesion ids on the source grid), ``lesions.csv``,
-        ``provenance.json`` and ``overlay.png`` to ``out_dir``, each atomically; with
-        ``seg=True`` also ``bme_seg.dcm`` (DICOM SEG, DICOM sources only) and with
-        ``report=True`` ``report.html``."""
-        from .io import save_mask
-        from .io._atomic import atomic_path, atomic_write_text
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"mask": save_mask(self.labels, self.volume, out / "bme_mask.nii.gz")}
-        with atomic_path(out / "lesions.csv") as tmp:
-            self.table.to_csv(tmp, index=False, float_format="%.6g")
-        paths["table"] = out / "lesions.csv"
-        paths["provenance"] = atomic_write_text(
-            out / "provenance.json", json.dumps(self.provenance(include_phi=include_phi), indent=2) + "\n"
-        )
-        if overlay:
-            from .plot import save_overlay
-
-            paths["overlay"] = save_overlay(self, out / "overlay.png")
-        if seg:
-            from .io.seg import save_seg
-
-            paths["seg"] = save_seg(self, out / "bme_seg.dcm", include_phi=include_phi)
-        if report:
-            from .report import save_report
-
-            paths["report"] = save_report(self, out / "report.html", include_phi=include_phi)
-        return paths
+# ----------------------------------------------------------------------------- the algorithms, in order
+def _threshold(image, ref_mask, region_mask, opts: SegmentOptions):
+    """The threshold; reference rules read the image on the reference's box only (the same
+    values in the same order as on the whole volume: the same statistics)."""
+    if opts.rule == "otsu":  # Otsu reads the whole region
+        return compute_threshold(image, reference=ref_mask, rule=opts.rule, k=opts.k, region=region_mask,
+                                 high_k=opts.high_k)
+    box = bbox(ref_mask)
+    return compute_threshold(image[box], reference=ref_mask[box], rule=opts.rule, k=opts.k, high_k=opts.high_k)
 
 
-def _input_name(md: Mapping, include_phi: bool) -> str | None:
-    files = md.get("source_files") or []
-    if not files:
-        return None
-    where = str(files[0]) if len(files) == 1 else os.path.commonpath(files)
-    if include_phi:
-        return where
-    # folder and file names often carry patient names: a short digest identifies the input
-    # (the same input gives the same id) without naming it
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(os.path.abspath(where).encode()).hexdigest()[:16]
-
-
-def _bbox(mask: np.ndarray, *, margin: int = 1) -> tuple[slice, slice, slice]:
-    """Bounding box of ``mask`` grown by ``margin`` voxels (a 1-voxel box when empty)."""
-    if not mask.any():
-        return (slice(0, 1), slice(0, 1), slice(0, 1))
-    box = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        hit = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(0, int(hit[0]) - margin), min(mask.shape[ax], int(hit[-1]) + 1 + margin)))
-    return tuple(box)  # type: ignore[return-value]
-
-
-def _pad(box: tuple[slice, ...], shape: tuple[int, ...], margin: int) -> tuple[slice, slice, slice]:
-    return tuple(slice(max(0, b.start - margin), min(n, b.stop + margin)) for b, n in zip(box, shape))  # type: ignore[return-value]
-
-
-def _keep_components_reaching(mask: np.ndarray, strong: np.ndarray, connectivity: int) -> np.ndarray:
-    """Hysteresis: the components of ``mask`` that hold at least one ``strong`` voxel."""
-    from .lesions import label
-
-    labels = label(mask, connectivity=connectivity)
-    hit = np.unique(labels[strong & mask])
-    hit = hit[hit > 0]
-    keep = np.zeros(int(labels.max()) + 1, bool)
-    keep[hit] = True
-    return keep[labels]
+def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing) -> tuple[np.ndarray, Any, list[Note]]:
+    """The candidate mask: grown from the seeds, or every above-threshold voxel in the region."""
+    notes: list[Note] = []
+    if not seed_idx.size:
+        if opts.method == "confidence":
+            raise ParameterError("method='confidence' needs seeds (click the lesions)")
+        if region_mask is None:
+            warn("no seeds and no region: every above-threshold voxel of the whole image is taken "
+                 "(joint fluid included); give a bone region or seeds")
+        return grow_all(image, low=thr.value, high=opts.upper, region=region_mask,
+                        connectivity=opts.connectivity), None, notes
+    guard = dict(region=region_mask, connectivity=opts.connectivity, spacing=spacing,
+                 max_volume_ml=opts.max_volume_ml, max_radius_mm=opts.max_radius_mm)
+    if opts.method == "confidence":
+        result = confidence_grow(image, seed_idx, k=opts.confidence_k, **guard)
+    else:
+        result = grow(image, seed_idx, low=thr.value, high=opts.upper, **guard)
+    for i, (below, leaked) in enumerate(zip(result.below, result.leaked)):
+        where = f"seed {i} at voxel {seed_idx[i].tolist()}"
+        if below:
+            note = Note(f"{where} is below the threshold {thr.value:.4g} or outside the region: nothing grown",
+                        code="below-threshold", seed=i)
+            notes.append(note)
+            warn(note)
+        if leaked:
+            notes.append(Note(f"{where} hit the leak guard", code="leak-guard", seed=i))
+    return result.mask, result, notes
 
 
-def refine_half_max(
-    image: np.ndarray,
-    mask: np.ndarray,
-    *,
-    background: float,
-    floor: float,
-    spacing: Sequence[float],
-    connectivity: int = 26,
-    core_mm: float = 1.5,
-) -> tuple[np.ndarray, list[dict]]:
-    """Re-threshold each lesion of ``mask`` at the half-maximum of its own edge.
-
-    For every connected component the plateau is the median intensity of its core (the
-    component eroded in-plane by ``core_mm``; the whole component when the core is tiny):
-    a median is not pulled up by noise nor down by the soft rim. The component keeps its
-    voxels at or above ``(background + plateau) / 2`` (where a soft edge is 50% lesion),
-    never using a level below ``floor`` (the reference threshold). This removes the
-    partial-volume rim and the noise specks that a reference-relative threshold takes
-    along a soft edge. On the phantom it takes volume errors from +16..+30% to within
-    about ±3.5% (see tests/test_pipeline.py).
-    """
-    from scipy import ndimage as ndi
-
-    from .lesions import label
-
-    labels = label(mask, connectivity=connectivity)
-    out = np.zeros(mask.shape, bool)
-    info = []
-    iterations = max(1, int(round(core_mm / float(min(spacing[1], spacing[2])))))
-    plane = np.zeros((1, 3, 3), bool)
-    plane[0] = ndi.generate_binary_structure(2, 1)
-    for i, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None:
-            continue
-        comp = labels[box] == i
-        core = ndi.binary_erosion(comp, plane, iterations=iterations)
-        vals = image[box][core if core.sum() >= 10 else comp]
-        vals = vals[np.isfinite(vals)]
-        if vals.size == 0:
-            continue
-        plateau = float(np.median(vals))
-        level = max(float(floor), (float(background) + plateau) / 2.0)
-        keep = comp & (image[box] >= level)
-        out[box] |= keep
-        info.append({"component": i, "plateau": plateau, "level": level, "voxels_before": int(comp.sum()),
-                     "voxels_after": int(keep.sum())})
-    return out, info
+def _edges(image, mask, thr, opts: SegmentOptions, spacing) -> tuple[np.ndarray, list[dict] | None]:
+    """Hysteresis (with ``high_k``) and the half-maximum edge (with ``edge='half-max'``)."""
+    if thr.high is not None:
+        mask = _keep_components_reaching(mask, image >= thr.high, opts.connectivity)
+    if opts.edge != "half-max":
+        return mask, None
+    if thr.stats is None:
+        raise ParameterError("edge='half-max' needs reference statistics (a reference region)")
+    return refine_half_max(image, mask, background=thr.stats.mean, floor=thr.value, spacing=spacing,
+                           connectivity=opts.connectivity)
 
 
+def _clean_box(volume: Volume, mask, grow_result, thr, opts: SegmentOptions) -> tuple[slice, slice, slice]:
+    """Where the lesions are: clean-up and measurement work on this box only, so a
+    seeded result costs what its lesions cost, not what the volume costs."""
+    if grow_result is not None and thr.high is None and opts.edge == "threshold" and grow_result.bbox is not None:
+        return pad_box(grow_result.bbox, volume.shape, 1)  # growing knows where its lesions are
+    return bbox(mask, margin=1)
+
+
+def _clean(image, mask, box, region_mask, opts: SegmentOptions, spacing, *, min_volume_mm3, min_slices):
+    """The lesion labels on ``box``: small/thin lesions dropped, holes filled if asked
+    (filled holes stay inside the region and never take missing (NaN) voxels)."""
+    sub = clean(mask[box], spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
+                fill_holes=opts.fill_holes, connectivity=opts.connectivity)
+    if opts.fill_holes:
+        keep = np.isfinite(image[box]) if np.issubdtype(image.dtype, np.floating) else np.ones(sub.shape, bool)
+        if region_mask is not None:
+            keep &= region_mask[box]
+        sub = np.where(keep, sub, 0).astype(sub.dtype)
+    return sub
+
+
+def _cleaned_away(grow_result, seed_idx, labels, *, min_volume_mm3, min_slices) -> list[Note]:
+    notes = []
+    if grow_result is not None:
+        for i, (n, seed) in enumerate(zip(grow_result.voxels, seed_idx)):
+            if n > 0 and labels[tuple(seed)] == 0:
+                notes.append(Note(f"seed {i} at voxel {seed.tolist()} grew {n} voxel(s) that the clean-up removed "
+                                  f"(min_volume_mm3={min_volume_mm3:g}, min_slices={min_slices})",
+                                  code="cleaned-away", seed=i))
+    return notes
+
+
+def _params(opts: SegmentOptions, thr, *, ref_info, region_voxels, seed_idx, seeds_mm, min_volume_mm3,
+            min_slices, edge_info) -> dict:
+    """The parameters as provenance records them."""
+    return jsonable({
+        "rule": opts.rule,
+        "k": opts.k,
+        "k_used": thr.k,
+        "high_k": opts.high_k,
+        "upper": opts.upper,
+        "method": opts.method,
+        "confidence_k": opts.confidence_k if opts.method == "confidence" else None,
+        "min_volume_mm3": min_volume_mm3,
+        "min_slices": min_slices,
+        "fill_holes": opts.fill_holes,
+        "connectivity": opts.connectivity,
+        "max_volume_ml": opts.max_volume_ml,
+        "max_radius_mm": opts.max_radius_mm,
+        "reference": ref_info,
+        "region": None if region_voxels is None else {"voxels": region_voxels},
+        "seeds": seed_idx.tolist(),
+        "seeds_mm_given": None if seeds_mm is None else np.asarray(seeds_mm, float).reshape(-1, 3).tolist(),
+        "mode": "seeded" if seed_idx.size else "all-in-region",
+        "edge": opts.edge,
+        "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
+    })
+
+
+# ----------------------------------------------------------------------------- the call
 def segment(
     volume: Volume,
     *,
@@ -382,22 +282,26 @@ def segment(
     seeds: Any = None,
     seeds_mm: Any = None,
     region: Any = None,
-    rule: str = DEFAULTS["rule"],
-    k: Any = DEFAULTS["k"],
-    high_k: float | None = DEFAULTS["high_k"],
-    upper: float | None = DEFAULTS["upper"],
-    method: str = DEFAULTS["method"],
-    min_volume_mm3: float | None = DEFAULTS["min_volume_mm3"],
-    min_slices: int | None = DEFAULTS["min_slices"],
-    fill_holes: bool = DEFAULTS["fill_holes"],
-    connectivity: int = DEFAULTS["connectivity"],
+    rule: str = _D.rule,
+    k: Any = _D.k,
+    high_k: float | None = _D.high_k,
+    upper: float | None = _D.upper,
+    method: str = _D.method,
+    min_volume_mm3: float | None = _D.min_volume_mm3,
+    min_slices: int | None = _D.min_slices,
+    fill_holes: bool = _D.fill_holes,
+    connectivity: int = _D.connectivity,
     reference_radius_mm: float | None = None,
-    max_volume_ml: float | None = DEFAULTS["max_volume_ml"],
-    max_radius_mm: float | None = DEFAULTS["max_radius_mm"],
-    confidence_k: float = DEFAULTS["confidence_k"],
-    edge: str = DEFAULTS["edge"],
+    max_volume_ml: float | None = _D.max_volume_ml,
+    max_radius_mm: float | None = _D.max_radius_mm,
+    confidence_k: float = _D.confidence_k,
+    edge: str = _D.edge,
 ) -> Result:
     """Outline and measure BME in a fluid-sensitive ``volume``.
+
+    The options (``rule`` ... ``edge``) and their defaults are those of
+    :class:`bmeviz.options.SegmentOptions`; ``segment(vol, ..., **opts.kwargs())``
+    runs with a model instance.
 
     Parameters
     ----------
@@ -435,7 +339,8 @@ def segment(
     Returns
     -------
     Result
-        ``.mask``, ``.labels``, ``.table``, ``.threshold``, ``.params``, ``.save(dir)``.
+        ``.mask``, ``.labels``, ``.table``, ``.threshold``, ``.params``, ``.messages``
+        (:class:`~bmeviz.result.Note`, each with a ``code``), ``.save(dir)``.
 
     Examples
     --------
@@ -446,119 +351,34 @@ def segment(
     >>> res.n_lesions == len(ph.lesion_volumes_ml)
     True
     """
-    from .grow import confidence_grow, grow, grow_all
-    from .lesions import clean, lesion_table
-    from .threshold import compute_threshold
-
     if not isinstance(volume, Volume):
         raise ParameterError(f"volume must be a bmeviz.Volume (from bmeviz.load); got {type(volume).__name__}")
-    if edge not in {"threshold", "half-max"}:
-        raise ParameterError(f"edge must be 'threshold' or 'half-max'; got {edge!r}")
-    if method not in {"connected", "confidence"}:
-        raise ParameterError(f"method must be 'connected' or 'confidence'; got {method!r}")
-    if upper is not None:
-        try:
-            upper = float(upper)
-        except (TypeError, ValueError):
-            raise ParameterError(f"upper must be a number (an upper intensity bound) or None; got {upper!r}") from None
-        if np.isnan(upper):
-            raise ParameterError("upper is NaN; give a number or None")
-    image = volume.array
-    spacing = volume.spacing
+    opts = SegmentOptions(rule=rule, k=k, high_k=high_k, upper=upper, method=method, min_volume_mm3=min_volume_mm3,
+                          min_slices=min_slices, fill_holes=fill_holes, connectivity=connectivity,
+                          reference_radius_mm=_D.reference_radius_mm if reference_radius_mm is None
+                          else reference_radius_mm, max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
+                          confidence_k=confidence_k, edge=edge)
+    image, spacing = volume.array, volume.spacing
     ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=reference_radius_mm)
     region_mask = resolve_mask(region, volume, "region")
+    region_voxels = None if region_mask is None else int(np.count_nonzero(region_mask))
     seed_idx = resolve_seeds(volume, seeds, seeds_mm)
-    thr = compute_threshold(image, reference=ref_mask, rule=rule, k=k, region=region_mask, high_k=high_k)
-    messages: list[str] = []
-    grow_result = None
-    if seed_idx.size:
-        if method == "confidence":
-            grow_result = confidence_grow(
-                image, seed_idx, k=confidence_k, region=region_mask, connectivity=connectivity, spacing=spacing,
-                max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
-            )
-        else:
-            grow_result = grow(
-                image, seed_idx, low=thr.value, high=upper, region=region_mask, connectivity=connectivity,
-                spacing=spacing, max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
-            )
-        mask = grow_result.mask
-        for i, (below, leaked) in enumerate(zip(grow_result.below, grow_result.leaked)):
-            if below:
-                messages.append(f"seed {i} at voxel {seed_idx[i].tolist()} is below the threshold "
-                                f"{thr.value:.4g} or outside the region: nothing grown")
-            if leaked:
-                messages.append(f"seed {i} at voxel {seed_idx[i].tolist()} hit the leak guard")
-        for m in messages:
-            if "below the threshold" in m:
-                warn(m)
-    else:
-        if method == "confidence":
-            raise ParameterError("method='confidence' needs seeds (click the lesions)")
-        if region_mask is None:
-            warn("no seeds and no region: every above-threshold voxel of the whole image is taken "
-                 "(joint fluid included); give a bone region or seeds")
-        mask = grow_all(image, low=thr.value, high=upper, region=region_mask, connectivity=connectivity)
-    if thr.high is not None:
-        mask = _keep_components_reaching(mask, image >= thr.high, connectivity)
-    edge_info = None
-    if edge == "half-max":
-        if thr.stats is None:
-            raise ParameterError("edge='half-max' needs reference statistics (a reference region)")
-        mask, edge_info = refine_half_max(image, mask, background=thr.stats.mean, floor=thr.value,
-                                          spacing=spacing, connectivity=connectivity)
-    seeded = bool(seed_idx.size)
-    if min_volume_mm3 is None:
-        min_volume_mm3 = 0.0 if seeded else 10.0
-    if min_slices is None:
-        min_slices = 1 if seeded else 2
-    # clean-up and measurement work on the lesions' bounding box only: a seeded result
-    # costs what its lesions cost, not what the volume costs
-    if grow_result is not None and thr.high is None and edge == "threshold" and grow_result.bbox is not None:
-        box = _pad(grow_result.bbox, volume.shape, 1)  # growing knows where its lesions are
-    else:
-        box = _bbox(mask, margin=1)
-    sub = clean(mask[box], spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
-                fill_holes=fill_holes, connectivity=connectivity)
-    sub_region = None if region_mask is None else region_mask[box]
-    if fill_holes:  # filled holes stay inside the region and never take missing (NaN) voxels
-        keep = np.isfinite(image[box]) if np.issubdtype(image.dtype, np.floating) else np.ones(sub.shape, bool)
-        if sub_region is not None:
-            keep &= sub_region
-        sub = np.where(keep, sub, 0).astype(sub.dtype)
+    thr = _threshold(image, ref_mask, region_mask, opts)
+    mask, grow_result, notes = _grow(image, seed_idx, thr, region_mask, opts, spacing)
+    mask, edge_info = _edges(image, mask, thr, opts, spacing)
+    min_volume_mm3, min_slices = mode_defaults(seeded=bool(seed_idx.size), min_volume_mm3=opts.min_volume_mm3,
+                                               min_slices=opts.min_slices)
+    box = _clean_box(volume, mask, grow_result, thr, opts)
+    sub = _clean(image, mask, box, region_mask, opts, spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices)
     labels = np.zeros(volume.shape, dtype=sub.dtype)
     labels[box] = sub
     final_mask = np.zeros(volume.shape, dtype=bool)
     final_mask[box] = sub > 0
-    if grow_result is not None:
-        for i, (n, seed) in enumerate(zip(grow_result.voxels, seed_idx)):
-            if n > 0 and labels[tuple(seed)] == 0:
-                messages.append(f"seed {i} at voxel {seed.tolist()} grew {n} voxel(s) that the clean-up removed "
-                                f"(min_volume_mm3={min_volume_mm3:g}, min_slices={min_slices})")
-    table = lesion_table(sub, image[box], affine=volume.affine, reference=thr.stats, region=sub_region,
-                         origin=tuple(sl.start for sl in box),
-                         region_voxels=None if region_mask is None else int(np.count_nonzero(region_mask)))
-    params = jsonable({
-        "rule": rule,
-        "k": k,
-        "k_used": thr.k,
-        "high_k": high_k,
-        "upper": upper,
-        "method": method,
-        "confidence_k": confidence_k if method == "confidence" else None,
-        "min_volume_mm3": min_volume_mm3,
-        "min_slices": min_slices,
-        "fill_holes": fill_holes,
-        "connectivity": connectivity,
-        "max_volume_ml": max_volume_ml,
-        "max_radius_mm": max_radius_mm,
-        "reference": ref_info,
-        "region": None if region_mask is None else {"voxels": int(np.count_nonzero(region_mask))},
-        "seeds": seed_idx.tolist(),
-        "seeds_mm_given": None if seeds_mm is None else np.asarray(seeds_mm, float).reshape(-1, 3).tolist(),
-        "mode": "seeded" if seed_idx.size else "all-in-region",
-        "edge": edge,
-        "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
-    })
+    notes += _cleaned_away(grow_result, seed_idx, labels, min_volume_mm3=min_volume_mm3, min_slices=min_slices)
+    table = lesion_table(sub, image[box], affine=volume.affine, reference=thr.stats,
+                         region=None if region_mask is None else region_mask[box],
+                         origin=tuple(sl.start for sl in box), region_voxels=region_voxels)
+    params = _params(opts, thr, ref_info=ref_info, region_voxels=region_voxels, seed_idx=seed_idx, seeds_mm=seeds_mm,
+                     min_volume_mm3=min_volume_mm3, min_slices=min_slices, edge_info=edge_info)
     return Result(volume=volume, mask=final_mask, labels=labels, table=table, threshold=thr, params=params,
-                  reference=ref_mask, region=region_mask, grow=grow_result, messages=tuple(messages))
+                  reference=ref_mask, region=region_mask, grow=grow_result, messages=tuple(notes))
