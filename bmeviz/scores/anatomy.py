@@ -31,7 +31,7 @@ from ..volume import Volume
 
 __all__ = [
     "SIJ_LABELS", "KNEE_LABELS", "Anatomy", "sij_quadrants", "interpolate_lines", "lines_from_paths",
-    "load_anatomy", "knee_subregions", "joint_of", "bone_of", "half_of",
+    "load_anatomy", "knee_subregions", "joint_of", "bone_of", "half_of", "snap_line",
 ]
 
 #: SIJ quadrant label values (fixed; other tools' maps use the same values).
@@ -185,6 +185,52 @@ def lines_from_paths(paths: Any, *, volume: Volume, region: np.ndarray | None = 
     return out
 
 
+def snap_line(image2d: np.ndarray, pts: Any, *, spacing: tuple[float, float], corridor_mm: float = 4.0,
+              step_mm: float = 1.0, smooth_px: float = 1.0, bend: float = 0.02) -> np.ndarray:
+    """Move a roughly drawn joint line onto the darkest nearby valley of ``image2d`` (the articular
+    line is dark on T1: cortex and cartilage between bright marrow).
+
+    The line is resampled every ``step_mm``; each point may move up to ``corridor_mm`` along the
+    line's normal; dynamic programming picks the offsets that minimise the summed (smoothed,
+    median-normalised) intensity plus ``bend`` per step of change between neighbours (at most one
+    0.5-pixel step per point), so the result stays a smooth curve. Returns (n, 2) (row, col).
+    """
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    p = _as_line(pts, "joint line")
+    sp = np.asarray(spacing, float)
+    mm = p * sp
+    length = float(np.sqrt((np.diff(mm, axis=0) ** 2).sum(axis=1)).sum())
+    m = max(int(np.ceil(length / step_mm)) + 1, 3)
+    q = _resample(p, m, tuple(sp)) * sp  # mm
+    tang = np.gradient(q, axis=0)
+    tang /= np.maximum(np.linalg.norm(tang, axis=1, keepdims=True), 1e-9)
+    normal = np.stack([-tang[:, 1], tang[:, 0]], axis=1)
+    dstep = 0.5 * float(sp.min())
+    offs = np.arange(-corridor_mm, corridor_mm + 1e-9, dstep)
+    img = gaussian_filter(np.nan_to_num(np.asarray(image2d, float)), smooth_px)
+    cand = q[:, None, :] + offs[None, :, None] * normal[:, None, :]  # (m, K, 2) mm
+    vals = map_coordinates(img, [cand[..., 0].ravel() / sp[0], cand[..., 1].ravel() / sp[1]], order=1,
+                           mode="nearest").reshape(len(q), len(offs))
+    cost = vals / max(float(np.median(np.abs(vals))), 1e-9)
+    K = len(offs)
+    acc = cost[0].copy()
+    back = np.zeros((len(q), K), int)
+    for i in range(1, len(q)):
+        prev = np.stack([np.r_[np.inf, acc[:-1]] + bend, acc, np.r_[acc[1:], np.inf] + bend])  # from k-1, k, k+1
+        arg = np.argmin(prev, axis=0)
+        back[i] = np.arange(K) + (arg - 1)
+        acc = cost[i] + prev[arg, np.arange(K)]
+    k = int(np.argmin(acc))
+    path = [k]
+    for i in range(len(q) - 1, 0, -1):
+        k = back[i, k]
+        path.append(k)
+    path = path[::-1]
+    out = cand[np.arange(len(q)), path] / sp
+    return out
+
+
 def _nearest_on_line(line_mm: np.ndarray, pts_mm: np.ndarray):
     """Distance (mm), foot index and signed side (+1/-1) of points to a densely sampled polyline."""
     from scipy.spatial import cKDTree
@@ -198,7 +244,8 @@ def _nearest_on_line(line_mm: np.ndarray, pts_mm: np.ndarray):
 
 
 def sij_quadrants(region: Any, lines: Mapping[str, Mapping[int, Any]], *, volume: Volume,
-                  max_distance_mm: float | None = 30.0, n_points: int = 64) -> Anatomy:
+                  max_distance_mm: float | None = 30.0, n_points: int = 64, snap_to: Any = None,
+                  snap_mm: float = 4.0) -> Anatomy:
     """The 8 SIJ quadrants from joint lines drawn on a few slices, inside the bone ``region``.
 
     Parameters
@@ -213,6 +260,9 @@ def sij_quadrants(region: Any, lines: Mapping[str, Mapping[int, Any]], *, volume
     max_distance_mm : float or None
         Voxels further than this (in-plane) from every joint line get no quadrant (default 30 mm:
         the juxta-articular bone SPARCC/Berlin score; None = the whole region).
+    snap_to : Volume or array, optional
+        An image on the same grid (T1 is best) whose dark articular line each slice's (drawn or
+        interpolated) line is moved onto, within ``snap_mm`` (:func:`snap_line`).
 
     Rules: on each slice between a joint's first and last drawn line (interpolated between drawn
     slices), each region voxel goes to the joint whose line is nearest in-plane; its foot point on
@@ -229,6 +279,13 @@ def sij_quadrants(region: Any, lines: Mapping[str, Mapping[int, Any]], *, volume
         drawn = dict(lines.get(side, {}) or {})
         if drawn:
             per_side[side] = interpolate_lines(drawn, affine=a, spacing=spacing, n_points=n_points)
+    if snap_to is not None:
+        snap_img = snap_to.array if isinstance(snap_to, Volume) else np.asarray(snap_to)
+        if snap_img.shape != volume.shape:
+            raise ParameterError(f"snap_to has shape {snap_img.shape}; the image is {volume.shape}")
+        per_side = {side: {s: _resample(snap_line(snap_img[s], pts, spacing=spacing, corridor_mm=snap_mm),
+                                        n_points, spacing)
+                           for s, pts in d.items()} for side, d in per_side.items()}
     if not per_side:
         raise ParameterError("no joint line given: draw the line between ilium and sacrum on a few slices of each joint")
     labels = np.zeros(volume.shape, np.int16)
@@ -263,7 +320,8 @@ def sij_quadrants(region: Any, lines: Mapping[str, Mapping[int, Any]], *, volume
     drawn = {side: sorted(int(k) for k in (lines.get(side) or {})) for side in SIDES}
     return Anatomy(labels=labels, names=dict(SIJ_LABELS), kind="sij", lines=per_side,
                    source={"method": "joint lines", "drawn_slices": drawn, "max_distance_mm": max_distance_mm,
-                           "interpolated": "point-wise linear between drawn slices, lines resampled by arc length"})
+                           "interpolated": "point-wise linear between drawn slices, lines resampled by arc length",
+                           "snapped_mm": snap_mm if snap_to is not None else None})
 
 
 # ----------------------------------------------------------------------------- files

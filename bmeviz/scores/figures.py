@@ -46,8 +46,8 @@ def slice_figure(result: ScoreResult, image, s: int, *, width_in: float = 6.5):
     h_mm, w_mm = (r1 - r0) * image.spacing[1], (c1 - c0) * image.spacing[2]
     if view.transpose:
         h_mm, w_mm = w_mm, h_mm
-    fig = _new_figure((width_in, width_in * h_mm / max(w_mm, 1e-6) + 0.6))
-    ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 * (1 - 0.6 / (width_in * h_mm / max(w_mm, 1e-6) + 0.6))))
+    fig = _new_figure((width_in, width_in * h_mm / max(w_mm, 1e-6)))
+    ax = fig.add_axes((0, 0, 1, 1))
     _show_image(ax, img, image, view, (lo, hi))
     tint = np.zeros(an.shape + (4,))
     for v in np.unique(an[an > 0]):
@@ -65,6 +65,11 @@ def slice_figure(result: ScoreResult, image, s: int, *, width_in: float = 6.5):
     for v in np.unique(an[an > 0]):
         contour(an == v, colors=[_color(int(v), anatomy.kind)], linewidths=0.8)
     contour(lab3[s] > 0, colors=["red"], linewidths=1.0)
+    for lines in (anatomy.lines or {}).values():  # the articular line the quadrants were built from
+        if s in lines:
+            p = np.asarray(lines[s])
+            x, y = xy(p[:, 0], p[:, 1])
+            ax.plot(x, y, color="yellow", lw=0.8, ls="--")
     df = result.rows
     col = result.value_column
     here = df[df["slice"] == s] if "slice" in df else df
@@ -96,7 +101,9 @@ def slice_figure(result: ScoreResult, image, s: int, *, width_in: float = 6.5):
         title = f"SPARCC slice {s}: {parts} (red: lesions; * = overridden; I intense, D deep)"
     else:
         title = f"{result.scheme.upper()} slice {s} (numbers: grade of each unit over all scored slices)"
-    fig.text(0.5, 0.995, title, ha="center", va="top", fontsize=9)
+    if anatomy.kind == "sij":
+        title += "\nblue upper iliac, green lower iliac, orange upper sacral, purple lower sacral; yellow: joint line"
+    ax.set_title(title, fontsize=8)
     return fig
 
 
@@ -111,6 +118,6 @@ def write_figures(result: ScoreResult, image, out_dir: str | os.PathLike, *, dpi
         fig = slice_figure(result, image, s)
         target = out / f"slice_{s:03d}.png"
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
+            fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight", pad_inches=0.05)
         paths.append(target)
     return paths

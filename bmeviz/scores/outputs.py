@@ -58,7 +58,7 @@ def write_scores(result: ScoreResult, image, out_dir: str | os.PathLike, *, figu
 
 def _png_b64(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72)
+    fig.savefig(buf, format="png", dpi=72, bbox_inches="tight", pad_inches=0.05)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
