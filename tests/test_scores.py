@@ -15,7 +15,7 @@ from helpers import oblique_affine
 
 SP = (3.3, 0.6, 0.6)
 S, R, C = 8, 80, 120
-RIGHT_COL, LEFT_COL = 30.5, 89.5  # joint lines between pixel columns: no voxel lies on a line
+RIGHT_COL, LEFT_COL = 30.5, 90.5  # between pixel columns, midway 60.5: no voxel lies on a line or midway
 
 
 def _case():
@@ -26,8 +26,8 @@ def _case():
     vol = Volume(img, aff)
     region = np.zeros((S, R, C), bool)
     region[:, 10:71, 5:116] = True
-    lines = {"right": {1: [(10, RIGHT_COL), (70, RIGHT_COL)], 6: [(70, RIGHT_COL), (10, RIGHT_COL)]},
-             "left": {1: [(10, LEFT_COL), (70, LEFT_COL)], 6: [(10, LEFT_COL), (40, LEFT_COL), (70, LEFT_COL)]}}
+    lines = {"right": {1: [(10, RIGHT_COL), (71, RIGHT_COL)], 6: [(71, RIGHT_COL), (10, RIGHT_COL)]},
+             "left": {1: [(10, LEFT_COL), (71, LEFT_COL)], 6: [(10, LEFT_COL), (40.5, LEFT_COL), (71, LEFT_COL)]}}
     return vol, region, lines
 
 
@@ -41,8 +41,8 @@ def test_quadrants_from_lines_have_the_fixed_values_in_the_right_places():
         # right joint at low columns: iliac lateral (columns <= 30), sacral medial; superior = low rows
         assert np.all(lab[s, 10:40, 5:31] == 1) and np.all(lab[s, 41:71, 5:31] == 2)
         assert np.all(lab[s, 10:40, 31:60] == 3) and np.all(lab[s, 41:71, 31:60] == 4)
-        assert np.all(lab[s, 10:40, 90:116] == 5) and np.all(lab[s, 41:71, 90:116] == 6)
-        assert np.all(lab[s, 10:40, 61:90] == 7) and np.all(lab[s, 41:71, 61:90] == 8)
+        assert np.all(lab[s, 10:40, 91:116] == 5) and np.all(lab[s, 41:71, 91:116] == 6)
+        assert np.all(lab[s, 10:40, 61:91] == 7) and np.all(lab[s, 41:71, 61:91] == 8)
         assert not lab[s][~region[s]].any()
 
 
@@ -74,7 +74,7 @@ def _sparcc_case():
     put(3, (50, 55), (85, 89), 300)  # left lower sacral, shallow, dim: 1
     put(4, (45, 50), (25, 34), 300)  # right lower iliac + lower sacral across the line, 3.6 mm deep: 2
     put(5, (15, 18), (31, 46), 850)  # right upper sacral: (46-30)*0.6 = 9.6 mm -> not deep; 0.85 -> intense: 2
-    put(6, (60, 62), (90, 106), 500)  # left lower iliac; (106-89)*0.6 = 10.2 mm -> deep; 0.5 dim: 2
+    put(6, (60, 62), (91, 107), 500)  # left lower iliac; (107-90)*0.6 = 10.2 mm -> deep; 0.5 dim: 2
     put(0, (15, 20), (10, 20), 900)  # outside the quadrant map: no points
     return Volume(img, vol.affine), les, an, fluid
 
@@ -133,10 +133,10 @@ def test_sparcc_auto_slices_pick_the_longest_joint():
     big = np.zeros((12, R, C), bool)
     big[:, 10:71, 5:116] = True
     vol12 = Volume(np.full((12, R, C), 100.0, np.float32), oblique_affine(spacing=SP))
-    short = {"right": {0: [(30, RIGHT_COL), (50, RIGHT_COL)], 3: [(10, RIGHT_COL), (70, RIGHT_COL)],
-                       11: [(10, RIGHT_COL), (70, RIGHT_COL)]},
-             "left": {0: [(30, LEFT_COL), (50, LEFT_COL)], 3: [(10, LEFT_COL), (70, LEFT_COL)],
-                      11: [(10, LEFT_COL), (70, LEFT_COL)]}}
+    short = {"right": {0: [(30, RIGHT_COL), (50, RIGHT_COL)], 3: [(10, RIGHT_COL), (71, RIGHT_COL)],
+                       11: [(10, RIGHT_COL), (71, RIGHT_COL)]},
+             "left": {0: [(30, LEFT_COL), (50, LEFT_COL)], 3: [(10, LEFT_COL), (71, LEFT_COL)],
+                      11: [(10, LEFT_COL), (71, LEFT_COL)]}}
     an = sij_quadrants(big, short, volume=vol12)
     res = score_sparcc(vol12, np.zeros(vol12.shape, bool), an, fluid=big)
     assert len(res.slices) == 6 and res.total == 0
