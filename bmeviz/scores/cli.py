@@ -32,6 +32,8 @@ def add_cli(subparsers, command) -> None:
     a.add_argument("--joint-lines", metavar="JSON", help="SIJ joint lines drawn on a few slices (see docs/scores.md); "
                                                         "with --region builds the quadrants")
     a.add_argument("--region", metavar="MASK", help="bone region for --joint-lines")
+    a.add_argument("--snap-to", metavar="IMAGE", help="move each slice's joint line onto the dark articular line of "
+                                                    "IMAGE (T1 on the same grid), within 4 mm")
     a.add_argument("--save-anatomy", metavar="FILE", help="also write the quadrant map built from --joint-lines (NIfTI)")
     p.add_argument("--scheme", required=True, choices=["sparcc", "berlin", "moaks", "worms"])
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -90,7 +92,15 @@ def _score(args: argparse.Namespace) -> int:
         if not args.region:
             raise ParameterError("--joint-lines needs --region MASK (the bone: sacrum and ilia)")
         region = resolve_mask(args.region, vol, "--region")
-        anatomy = sij_quadrants(region, read_joint_lines(args.joint_lines, volume=vol, region=region), volume=vol)
+        snap = None
+        if args.snap_to:
+            from ..io import load
+
+            snap = load(args.snap_to)
+            if snap.shape != vol.shape:
+                raise ParameterError(f"--snap-to image has shape {snap.shape}; the image is {vol.shape}")
+        anatomy = sij_quadrants(region, read_joint_lines(args.joint_lines, volume=vol, region=region), volume=vol,
+                                snap_to=snap)
         if args.save_anatomy:
             save_mask(anatomy.labels, vol, args.save_anatomy)
     opts: dict = {"slices": args.slices, "overrides": args.override}
