@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,3 +237,23 @@ def test_knee_subregions_rules_and_sides():
         assert np.all(np.argwhere(np.isin(an.labels, [7, 8]))[:, 1] > 44)
     with pytest.raises(ParameterError, match="knee"):
         knee_subregions(femur=fem, tibia=tib, volume=vol, knee="both")
+
+
+def test_session_model_without_qt():
+    from bmeviz.scores.session import ScoreSession
+
+    vol, les, an, fluid = _sparcc_case()
+    _, region, lines = _case()
+    paths = [np.c_[np.full(len(p), s), np.asarray(p, float)] for side in lines.values() for s, p in side.items()]
+    sess = ScoreSession(vol, region=region)
+    with pytest.raises(ParameterError, match="score first"):
+        sess.override((2, "right", "deep"), 0)
+    assert np.array_equal(sess.build_quadrants(paths).labels, an.labels)
+    assert sess.score(les, scheme="sparcc", fluid=fluid).total == 10
+    assert sess.override((2, "right", "deep"), 0).total == 9
+    assert sess.override("5:right:intense", 0).total == 8 and len(sess.result.params["overrides"]) == 2
+    assert sess.override((2, "right", "deep"), None).total == 9  # removed again
+    out = sess.save(tmp := Path(__import__("tempfile").mkdtemp()) / "o", figures=False)
+    assert out["csv"].exists() and tmp.exists()
+    with pytest.raises(ParameterError, match="region"):
+        ScoreSession(vol).build_quadrants(paths)
