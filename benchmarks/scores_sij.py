@@ -112,6 +112,7 @@ def run_scan(sid: str, lines_json: dict, *, figures_dir: Path | None = None) -> 
         out["sparcc"][name] = {"total": sp.total, **{f"{k}": v for k, v in sp.by_joint().items()},
                                "intense": int(sp.rows.loc[sp.rows.unit == "intense", "points"].sum()),
                                "deep": int(sp.rows.loc[sp.rows.unit == "deep", "points"].sum()),
+                               "intense_ratio_max": float(np.nan_to_num(sp.rows["intensity_ratio"].max())),
                                "score_s": round(t_score, 2)}
         out["berlin"][name] = {"total": be.total}
         out["units"][name] = sp.rows["points"].tolist()
@@ -157,6 +158,11 @@ def markdown(results: dict, summ: dict) -> str:
     for s, r in results.items():
         cells = [f"{r['sparcc'][k]['total']} ({r['sparcc'][k]['intense']}/{r['sparcc'][k]['deep']})" for k in raters]
         lines.append(f"| {s} | {r['slices'][0]}-{r['slices'][-1]} | " + " | ".join(cells) + " |")
+    lines += ["", "Brightest lesion ('intense' statistic: 75th percentile of its voxels on a slice) as a fraction of "
+              "the fluid (CSF) median, the highest per scan and mask (the default rule needs >= 0.8):", "",
+              "| scan | " + " | ".join(raters) + " |", "|---" * (len(raters) + 1) + "|"]
+    for s, r in results.items():
+        lines.append(f"| {s} | " + " | ".join(f"{r['sparcc'][k]['intense_ratio_max']:.2f}" for k in raters) + " |")
     lines += ["", "Berlin (max 24), over every slice with quadrants:", "",
               "| scan | " + " | ".join(raters) + " |", "|---" * (len(raters) + 1) + "|"]
     for s, r in results.items():
