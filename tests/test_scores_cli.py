@@ -140,3 +140,29 @@ def test_bad_volume_type():
     with pytest.raises(ParameterError, match="scheme"):
         score(vol, les, an, scheme="kellgren")
     assert isinstance(vol, Volume)
+
+
+def test_cli_moaks_knee_map_with_names_and_figures(tmp_path):
+    from bmeviz.scores import knee_subregions
+
+    aff = np.array([[0, 0, -1.0, 60], [0, -1.0, 0, 60], [2.0, 0, 0, -40], [0, 0, 0, 1]])
+    shape = (40, 60, 80)
+    vol = Volume(np.random.default_rng(0).normal(100, 5, shape).astype(np.float32), aff)
+    fem, tib = np.zeros(shape, bool), np.zeros(shape, bool)
+    tib[2:20, 15:45, 10:70] = True
+    fem[21:38, 5:50, 10:70] = True
+    an = knee_subregions(femur=fem, tibia=tib, volume=vol, knee="left")
+    les = np.zeros(shape, bool)
+    les[an.labels == 5] = True  # femur medial central: all of it -> grade 3
+    save_volume(vol, tmp_path / "knee.nii.gz")
+    save_mask(les, vol, tmp_path / "les.nii.gz")
+    save_mask(an.labels, vol, tmp_path / "sub.nii.gz")
+    (tmp_path / "names.csv").write_text("value,name\n" + "\n".join(f"{k},{v}" for k, v in an.names.items()))
+    out = tmp_path / "out"
+    assert main(["score", str(tmp_path / "knee.nii.gz"), "--lesions", str(tmp_path / "les.nii.gz"), "--anatomy",
+                 str(tmp_path / "sub.nii.gz"), "--anatomy-names", str(tmp_path / "names.csv"), "--scheme", "moaks",
+                 "--out", str(out), "--override", "tibia_subspinous=1", "--slices", "25-26"]) == 0
+    df = pd.read_csv(out / "scores.csv")
+    assert len(df) == 15 and df.set_index("unit").loc["femur_medial_central", "grade"] == 3
+    assert df["grade"].sum() == 4 == json.loads((out / "scores.json").read_text())["total"]
+    assert sorted(p.name for p in (out / "figures").glob("slice_*.png")) == ["slice_025.png", "slice_026.png"]
