@@ -166,3 +166,13 @@ def test_cli_moaks_knee_map_with_names_and_figures(tmp_path):
     assert len(df) == 15 and df.set_index("unit").loc["femur_medial_central", "grade"] == 3
     assert df["grade"].sum() == 4 == json.loads((out / "scores.json").read_text())["total"]
     assert sorted(p.name for p in (out / "figures").glob("slice_*.png")) == ["slice_025.png", "slice_026.png"]
+
+
+def test_cli_scan_without_bme_scores_zero(case_files, tmp_path):
+    vol, d = case_files
+    save_mask(np.zeros(vol.shape, bool), vol, d / "empty.nii.gz")
+    out = tmp_path / "z"
+    argv = ["score", str(d / f"{NAME}_stir.nii.gz"), "--lesions", str(d / "empty.nii.gz"), "--anatomy",
+            str(d / f"{NAME}_quad.nii.gz"), "--scheme", "berlin", "--out", str(out), "--no-figures"]
+    assert main(argv) == 0
+    assert json.loads((out / "scores.json").read_text())["total"] == 0

@@ -98,3 +98,17 @@ def test_real_sij_cli_matches_api(tmp_path):
     src = nib.load(str(d / "images" / f"{sid}_STIR.nii.gz"))
     assert img.shape == src.shape and np.allclose(img.affine, src.affine, atol=1e-4)
     assert np.array_equal(np.asarray(img.dataobj).transpose(2, 1, 0), an.labels)
+
+
+def test_real_sij_fluid_point_moved_by_2mm_barely_changes_the_ratios():
+    sid = "4386"
+    vol, t1, region, r11 = _load(sid)
+    an = _anatomy(vol, t1, region, LINES[sid]["paths"])
+    p = _csf_point(vol, an)
+    base = score_sparcc(vol, r11, an, fluid_point_mm=p)
+    ratios = base.rows["intensity_ratio"].to_numpy(float)
+    assert np.isfinite(ratios).sum() >= 6
+    for d in np.eye(3) * 2.0:
+        moved = score_sparcc(vol, r11, an, fluid_point_mm=p + d).rows["intensity_ratio"].to_numpy(float)
+        ok = np.isfinite(ratios)
+        assert np.all(np.abs(moved[ok] / ratios[ok] - 1) < 0.15)

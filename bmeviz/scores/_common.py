@@ -143,18 +143,25 @@ def parse_overrides(overrides: Any, *, scheme: str) -> dict:
 
 
 def lesion_labels(lesions: Any, volume: Volume) -> np.ndarray:
-    """3D lesion labels (26-connected, numbered by size) from a mask or label map on the grid."""
+    """3D lesion labels (26-connected components, numbered in scan order) from a mask, label map,
+    Volume or NIfTI path on ``volume``'s grid. An empty mask is valid (a scan without BME scores 0)."""
     from ..lesions import label
-    from ..pipeline import resolve_mask
 
-    arr = lesions
     if isinstance(lesions, (str, bytes)) or hasattr(lesions, "__fspath__"):
-        mask = resolve_mask(lesions, volume, "lesions")
-    else:
-        arr = lesions.array if isinstance(lesions, Volume) else np.asarray(lesions)
-        if arr.shape != volume.shape:
-            raise ParameterError(f"lesions has shape {arr.shape}; the image is {volume.shape}")
-        mask = np.nan_to_num(arr.astype(float)) > 0
+        from ..io import load
+
+        lesions = load(lesions)
+    if isinstance(lesions, Volume):
+        if lesions.shape != volume.shape or not np.allclose(lesions.affine, volume.affine, atol=1e-3):
+            raise ParameterError(f"lesions are on another grid (shape {lesions.shape}) than the image "
+                                 f"{volume.shape}; resample them onto the image first")
+        lesions = lesions.array
+    arr = np.asarray(lesions)
+    if arr.shape != volume.shape:
+        raise ParameterError(f"lesions has shape {arr.shape}; the image is {volume.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ParameterError(f"lesions must be a mask or integer labels, not {arr.dtype}")
+    mask = np.nan_to_num(arr.astype(float)) > 0
     if not mask.any():
         return np.zeros(volume.shape, np.int32)
     return label(mask, connectivity=26).astype(np.int32)
