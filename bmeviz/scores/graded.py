@@ -104,8 +104,9 @@ def score_graded(image: Volume, lesions: Any, anatomy: Anatomy, *, scheme: str, 
     sel[chosen] = True
     an = np.where(sel[:, None, None], anatomy.labels, 0)
     vox_mm3 = float(np.prod(image.spacing))
-    over = parse_overrides(overrides, scheme=scheme)
     names = anatomy.names
+    by_lower = {str(n).lower(): n for n in names.values()}
+    over = {by_lower.get(k, k): v for k, v in parse_overrides(overrides, scheme=scheme).items()}
     unknown = [k for k in over if k not in names.values()]
     if unknown:
         raise ParameterError(f"overrides name unknown units {unknown}; units are: {', '.join(names.values())}")
