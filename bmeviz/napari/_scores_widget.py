@@ -247,6 +247,7 @@ class ScoresWidget(QWidget):
                 if _COLUMNS[j] != "value":
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 self.table.setItem(i, j, item)
+        self.table.resizeColumnsToContents()
         self._filling = False
         over = len(res.params.get("overrides") or [])
         self.total_label.setText(f"{res.scheme.upper()} total {res.total} (max {res.params['maximum']}); slices "
