@@ -66,7 +66,12 @@ def main() -> int:
     out = ROOT / "docs" / "images" / "napari_scores.png"
     viewer.screenshot(str(out), canvas_only=False, flash=False)
     viewer.close()
-    print(f"wrote {out}")
+    from PIL import Image  # keep the docs picture small (< 300 kB): 1200 px wide
+
+    im = Image.open(out).convert("RGB")
+    im = im.resize((1200, round(im.height * 1200 / im.width)), Image.LANCZOS)
+    im.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(out, optimize=True)
+    print(f"wrote {out} ({out.stat().st_size // 1000} kB)")
     return 0
 
 
