@@ -176,3 +176,13 @@ def test_cli_scan_without_bme_scores_zero(case_files, tmp_path):
             str(d / f"{NAME}_quad.nii.gz"), "--scheme", "berlin", "--out", str(out), "--no-figures"]
     assert main(argv) == 0
     assert json.loads((out / "scores.json").read_text())["total"] == 0
+
+
+def test_scores_import_neither_napari_nor_qt():
+    import subprocess
+    import sys
+
+    code = ("import sys, bmeviz.scores, bmeviz.scores.cli, bmeviz.scores.session, bmeviz.scores.figures\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6')]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
