@@ -257,3 +257,17 @@ def test_session_model_without_qt():
     assert out["csv"].exists() and tmp.exists()
     with pytest.raises(ParameterError, match="region"):
         ScoreSession(vol).build_quadrants(paths)
+
+
+@pytest.mark.parametrize("lines, message", [
+    ({"right": {1: [(10, 30)]}}, "at least 2"),
+    ({"right": {1: [(10, 30), (10, 30)]}}, "zero length"),
+    ({"right": {1: [(10, 30), (90, 30)]}}, "leaves the image"),
+    ({"right": {9: [(10, 30), (70, 30)]}}, "outside the image"),
+    ({"middle": {1: [(10, 30), (70, 30)]}}, "lines must be"),
+    ({"right": {}, "left": {}}, "no joint line"),
+])
+def test_bad_joint_lines_are_refused_by_name(lines, message):
+    vol, region, _ = _case()
+    with pytest.raises(ParameterError, match=message):
+        sij_quadrants(region, lines, volume=vol)

@@ -275,8 +275,19 @@ def sij_quadrants(region: Any, lines: Mapping[str, Mapping[int, Any]], *, volume
     spacing = tuple(float(v) for v in volume.spacing[1:])
     a = volume.affine
     per_side = {}
+    if not isinstance(lines, Mapping) or not set(lines) <= set(SIDES):
+        raise ParameterError(f"lines must be {{'right': {{slice: points}}, 'left': {{...}}}}; got keys "
+                             f"{sorted(lines) if isinstance(lines, Mapping) else type(lines).__name__}")
     for side in SIDES:
         drawn = dict(lines.get(side, {}) or {})
+        for k, pts in drawn.items():
+            p = _as_line(pts, f"{side} joint line on slice {k}")
+            if not 0 <= int(k) < volume.shape[0]:
+                raise ParameterError(f"{side} joint line on slice {k}: outside the image (slices 0-{volume.shape[0] - 1})")
+            lim = np.array(volume.shape[1:]) - 0.5
+            if np.any(p < -0.5) or np.any(p > lim):
+                raise ParameterError(f"{side} joint line on slice {k} leaves the image (rows 0-{volume.shape[1] - 1}, "
+                                     f"columns 0-{volume.shape[2] - 1}); points are (row, column) voxel indices")
         if drawn:
             per_side[side] = interpolate_lines(drawn, affine=a, spacing=spacing, n_points=n_points)
     if snap_to is not None:
