@@ -329,8 +329,11 @@ def sij_quadrants(region: Any, lines: Mapping[str, Mapping[int, Any]], *, volume
             best[take] = d[take]
         labels[s, rr, cc] = lab
     drawn = {side: sorted(int(k) for k in (lines.get(side) or {})) for side in SIDES}
+    drawn_lines = {side: {str(int(k)): np.round(np.asarray(v, float), 2).tolist() for k, v in (lines.get(side) or {}).items()}
+                   for side in SIDES}
     return Anatomy(labels=labels, names=dict(SIJ_LABELS), kind="sij", lines=per_side,
-                   source={"method": "joint lines", "drawn_slices": drawn, "max_distance_mm": max_distance_mm,
+                   source={"method": "joint lines", "drawn_slices": drawn, "drawn_lines_row_col": drawn_lines,
+                           "max_distance_mm": max_distance_mm,
                            "interpolated": "point-wise linear between drawn slices, lines resampled by arc length",
                            "snapped_mm": snap_mm if snap_to is not None else None})
 

@@ -114,6 +114,9 @@ def _resolve_fluid(image: Volume, fluid: Any, fluid_point_mm: Any, radius_mm: fl
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         raise ParameterError("the fluid reference has no finite intensities")
+    if not np.median(vals) > 0:
+        raise ParameterError(f"the fluid reference's median intensity is {np.median(vals):.4g}: that is not fluid "
+                             "on a fluid-sensitive image; place it in CSF or a presacral vessel")
     info = dict(info, median=float(np.median(vals)), what="fluid (CSF / presacral vessels)")
     return float(np.median(vals)), info
 
