@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io._atomic import atomic_path
-from ..plot import _new_figure, _set_limits, _show_image, _view
+from ..plot._draw import _new_figure, _set_limits, _show_image
+from ..plot.view import view_of
 from ._common import ScoreResult
 
 __all__ = ["slice_figure", "write_figures"]
@@ -34,7 +35,7 @@ def slice_figure(result: ScoreResult, image, s: int, *, width_in: float = 6.5):
     lab3 = result._figure_data["lesions"]
     markers = result._figure_data.get("markers", {})
     an = anatomy.labels[s]
-    view = _view(image, (1, 2), "radiological")
+    view = view_of(image, (1, 2), "radiological")
     img = np.asarray(image.array[s], float)
     rows_idx, cols_idx = np.nonzero(an) if an.any() else np.nonzero(np.ones_like(an))
     m = 12
