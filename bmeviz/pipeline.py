@@ -72,16 +72,11 @@ def resolve_mask(mask: Any, volume: Volume, name: str) -> np.ndarray | None:
     if isinstance(mask, (str, os.PathLike)):
         from .io import load
 
-        mask = load(mask)
-    if isinstance(mask, Volume):
-        if mask.shape != volume.shape:
-            raise ParameterError(f"{name} has shape {mask.shape}; the image is {volume.shape}: it must be on the same grid")
-        if not np.allclose(mask.affine, volume.affine, atol=1e-3):
-            raise ParameterError(
-                f"{name} is on another grid than the image (affines differ by up to "
-                f"{np.abs(mask.affine - volume.affine).max():.3g} mm); resample it onto the image first"
-            )
-        mask = mask.array
+        mask, name = load(mask), f"{name} ({os.fspath(mask)})"
+    if isinstance(mask, Volume):  # same grid within 0.1 voxel, else resampled (warns); other frames refused
+        from .geometry import mask_onto
+
+        mask, _ = mask_onto(mask, volume, name=name)
     arr = np.asarray(mask)
     if arr.shape != volume.shape:
         raise ParameterError(f"{name} has shape {arr.shape}; the image is {volume.shape}: it must be on the same grid")
@@ -465,8 +460,11 @@ def segment(
             raise ParameterError("upper is NaN; give a number or None")
     image = volume.array
     spacing = volume.spacing
-    ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=reference_radius_mm)
-    region_mask = resolve_mask(region, volume, "region")
+    from .geometry import grid_notes
+
+    with grid_notes() as grid:  # masks on (nearly) another grid: what was done goes to provenance
+        ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=reference_radius_mm)
+        region_mask = resolve_mask(region, volume, "region")
     seed_idx = resolve_seeds(volume, seeds, seeds_mm)
     thr = compute_threshold(image, reference=ref_mask, rule=rule, k=k, region=region_mask, high_k=high_k)
     messages: list[str] = []
@@ -559,6 +557,7 @@ def segment(
         "mode": "seeded" if seed_idx.size else "all-in-region",
         "edge": edge,
         "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
+        "grid": grid or None,
     })
     return Result(volume=volume, mask=final_mask, labels=labels, table=table, threshold=thr, params=params,
                   reference=ref_mask, region=region_mask, grow=grow_result, messages=tuple(messages))
