@@ -19,11 +19,11 @@ volume checks, the affine), :mod:`.pixels` (pixel data, rescaling, the Volume).
 
 from __future__ import annotations
 
-from .geometry import LPS_TO_RAS, MIN_SLICES, SPACING_ATOL, SPACING_RTOL, TILT_TOLERANCE_DEG, check_geometry
+from .geometry import LPS_TO_RAS, MIN_SLICES, SPACING_ATOL, SPACING_RTOL, TILT_TOLERANCE_DEG, check_geometry, common_folder
 from .headers import Frame, PixelLayout
 from .pixels import read_stack
 from .scan import SCAN_TAGS, scan
 from .series import SeriesInfo, group
 
 __all__ = ["Frame", "SeriesInfo", "scan", "group", "read_stack", "MIN_SLICES", "check_geometry", "PixelLayout",
-           "LPS_TO_RAS", "SCAN_TAGS", "SPACING_ATOL", "SPACING_RTOL", "TILT_TOLERANCE_DEG"]
+           "LPS_TO_RAS", "SCAN_TAGS", "common_folder", "SPACING_ATOL", "SPACING_RTOL", "TILT_TOLERANCE_DEG"]

@@ -40,9 +40,27 @@ def _normal(orientation: Sequence[float]) -> np.ndarray:
 
 
 
+def common_folder(files: Sequence[str | os.PathLike]) -> str:
+    """The folder holding all ``files`` (the file itself for one), always a real path.
+
+    ``os.path.commonpath`` of names relative to the working folder (``IM1.dcm``,
+    ``IM2.dcm``) is ``""``, and it refuses a mix of absolute and relative names; then the
+    absolute common folder is given.
+    """
+    names = [os.fspath(f) for f in files]
+    if not names:
+        return os.getcwd()
+    if len(names) == 1:
+        return names[0]
+    try:
+        common = os.path.commonpath(names)
+    except ValueError:  # absolute and relative names mixed
+        common = ""
+    return common or os.path.commonpath([os.path.abspath(n) for n in names])
+
+
 def _where(series: SeriesInfo) -> str:
-    files = series.files
-    folder = os.path.commonpath(files) if len(files) > 1 else files[0]
+    folder = common_folder(series.files)
     desc = f" ({series.description})" if series.description else ""
     return f"{folder}: series {series.number if series.number is not None else '?'}{desc}"
 
@@ -53,12 +71,20 @@ def check_geometry(series: SeriesInfo) -> tuple[list[Frame], np.ndarray, dict]:
     Raises
     ------
     NotAVolumeError
-        Too few slices, images without position, all images at one position, duplicates.
+        Too few slices, images without position, all images at one position, duplicates, Siemens mosaics.
     InconsistentGeometryError
         Mixed orientations or pixel spacing, uneven slice increment (missing slices), gantry tilt.
     """
     frames = list(series.frames)
     where = _where(series)
+    mosaic = next((f for f in frames if f.mosaic), None)
+    if mosaic is not None:
+        count = f"{mosaic.mosaic} slices" if mosaic.mosaic > 0 else "several slices"
+        raise NotAVolumeError(
+            f"{where}: a Siemens mosaic ({count} tiled in each {mosaic.rows} x {mosaic.columns} image, e.g. "
+            f"{mosaic.path}), not supported: bmeviz does not un-tile mosaics; convert the series with dcm2niix "
+            "(which un-tiles it from the CSA header) and load the NIfTI"
+        )
     missing = [f.path for f in frames if f.position is None or f.orientation is None or f.pixel_spacing is None]
     if missing:
         raise NotAVolumeError(

@@ -39,6 +39,7 @@ class Frame:
     bits_allocated: int | None = None  # BitsAllocated (None: absent or unreadable)
     samples: int = 1  # SamplesPerPixel
     n_frames: int = 1  # NumberOfFrames of the file this image comes from
+    mosaic: int = 0  # Siemens mosaic: images tiled in this one (NumberOfImagesInMosaic; -1 count unknown)
 
 
 @dataclass(frozen=True)
@@ -152,13 +153,37 @@ def _header(ds: Any) -> dict:
         if k not in _NUMERIC_FIELDS and v is not None and not isinstance(v, (str, list)):
             h[k] = str(v)
     for k in ("Modality", "StudyInstanceUID", "SeriesDate", "SeriesTime", "BodyPartExamined",
-              "SliceThickness", "SpacingBetweenSlices", "PhotometricInterpretation"):
+              "SliceThickness", "SpacingBetweenSlices", "PhotometricInterpretation", "FrameOfReferenceUID"):
         h[k] = _plain(_value(ds, k))
     try:
         h["TransferSyntaxUID"] = str(ds.file_meta.TransferSyntaxUID)
     except Exception:  # absent, or a meta element pydicom cannot convert
         h["TransferSyntaxUID"] = None
     return h
+
+
+#: Siemens' private block holding NumberOfImagesInMosaic at (0019,xx0A).
+SIEMENS_MR_CREATOR = "SIEMENS MR HEADER"
+MOSAIC_TAGS = [0x00190010, 0x0019100A]
+
+
+def _mosaic_images(ds: Any, image_type: tuple[str, ...]) -> int:
+    """How many images a Siemens mosaic tiles in this one: 0 when not a mosaic, -1 when the
+    ImageType says MOSAIC but the count (private tag NumberOfImagesInMosaic) is absent."""
+    count = 0
+    try:
+        creator = ds.get(0x00190010)
+        if creator is not None and str(creator.value).strip() == SIEMENS_MR_CREATOR:
+            elem = ds.get(0x0019100A)
+            value = None if elem is None else elem.value
+            if isinstance(value, bytes) and len(value) >= 2:  # read as UN (implicit VR): an US
+                value = int.from_bytes(value[:2], "little")
+            count = max(0, _int(value) or 0)
+    except Exception:  # a corrupt private element: judge by ImageType only
+        count = 0
+    if count == 0 and "MOSAIC" in image_type:
+        return -1
+    return count
 
 
 def _first(seq: Any) -> Any:
@@ -277,6 +302,7 @@ def _frames_of(ds: Any, path: str, layout: PixelLayout | None = None) -> list[Fr
             bits_allocated=bits,
             samples=samples,
             n_frames=n_frames,
+            mosaic=_mosaic_images(ds, image_type),
         )
     ]
 

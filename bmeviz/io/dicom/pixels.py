@@ -130,6 +130,7 @@ def read_stack(series: SeriesInfo, *, fast: bool = True) -> Volume:
         "source_files": list(by_file),
         "series_key": series.key,
         "series_uid": series.uid,
+        "frame_of_reference_uid": h.get("FrameOfReferenceUID"),
         "series_number": series.number,
         "description": series.description,
         "sequence": label,

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...errors import NotAVolumeError, UnreadableFileError, warn
 from ..sequence import header_fields
-from .headers import Frame, PixelLayout, _frames_of, _int, _is_image_storage, _is_panic, _value
+from .headers import MOSAIC_TAGS, Frame, PixelLayout, _frames_of, _int, _is_image_storage, _is_panic, _value
 
 _SKIP_NAMES = {"DICOMDIR", "LOCKFILE", "VERSION", ".DS_Store", "Thumbs.db"}
 
@@ -149,7 +149,8 @@ SCAN_TAGS = sorted(set(header_fields) | {
     "EchoNumbers", "EchoTime", "RescaleSlope", "RescaleIntercept", "SamplesPerPixel",
     "PhotometricInterpretation", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
     "PlanarConfiguration", "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence",
-})
+    "FrameOfReferenceUID",
+}) + MOSAIC_TAGS
 
 _NATIVE_SYNTAXES = {
     "1.2.840.10008.1.2": "<",  # implicit VR little endian
