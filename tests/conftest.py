@@ -10,6 +10,16 @@ import pytest
 from helpers import axial_affine, oblique_affine, shared  # noqa: F401
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Before pytest-xvfb looks for Xvfb: install it where the run may (root + apt-get), once, in
+    the controller only; else note why not (the napari tests skip, or fail under CI=true).
+    See tests/_system.py."""
+    import _system
+
+    _system.configure(config)
+
+
 @pytest.fixture
 def shared_data():
     return shared
