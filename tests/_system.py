@@ -117,17 +117,75 @@ def wants_napari_tests(args: list[str], rootdir: Path) -> bool:
     return False
 
 
+#: Qt bindings pytest-qt can use, in its order of preference.
+_QT_BINDINGS = ("PyQt6", "PySide6", "PyQt5")
+
+
+def qt_problem() -> str | None:
+    """Why no Qt binding can load here (e.g. libEGL or libxkbcommon missing), or None."""
+    import importlib
+    import importlib.util
+
+    errors = []
+    for binding in _QT_BINDINGS:
+        if importlib.util.find_spec(binding) is None:
+            continue
+        try:
+            importlib.import_module(f"{binding}.QtGui")
+            importlib.import_module(f"{binding}.QtWidgets")
+            return None
+        except ImportError as exc:
+            errors.append(f"{binding}: {exc}")
+    if not errors:
+        return "no Qt binding is installed (pip install -e '.[test]' brings PyQt6)"
+    return ("the Qt binding cannot load (" + "; ".join(errors) + "): system libraries are missing, install "
+            + " ".join(APT_PACKAGES))
+
+
+def _disable_pytest_qt(config) -> None:
+    """pytest-qt imports Qt in its pytest_configure and in hooks around every test: where Qt
+    cannot load, that would stop the whole run. Its configure (already scheduled) is made
+    harmless and the plugin unregistered; the napari tests are skipped at collection."""
+    try:
+        from pytestqt.qt_compat import qt_api
+    except ImportError:
+        return
+    qt_api.set_qt_api = lambda *a, **k: None
+    if hasattr(config.option, "qt_log"):
+        config.option.qt_log = False  # else its configure registers a Qt logging plugin for every test
+    for name in ("pytest-qt", "pytestqt.plugin"):
+        plugin = config.pluginmanager.get_plugin(name)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin)
+
+
 def configure(config) -> None:
-    """pytest_configure of the controller (or a run without xdist): install, or note why not."""
-    if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
-        return
-    if os.environ.get(REASON_ENV) or not wants_napari_tests(list(config.args), Path(str(config.rootpath))):
-        return
-    reason = ensure_display_packages(echo=lambda m: sys.stderr.write(m + "\n"))
-    if reason:
-        os.environ[REASON_ENV] = reason  # the workers inherit it
-        sys.stderr.write(f"bmeviz tests: {reason}; the napari tests will "
+    """pytest_configure (first of all): install the packages in the controller where it can (or
+    note why not); in every process, keep a Qt that cannot load from stopping the run."""
+    worker = hasattr(config, "workerinput")
+    if not worker and not os.environ.get(REASON_ENV) and wants_napari_tests(list(config.args),
+                                                                           Path(str(config.rootpath))):
+        reason = ensure_display_packages(echo=lambda m: sys.stderr.write(m + "\n"))
+        if reason:
+            os.environ[REASON_ENV] = reason  # the workers inherit it
+    problem = qt_problem()
+    if problem:
+        os.environ[REASON_ENV] = problem if not os.environ.get(REASON_ENV) else f"{os.environ[REASON_ENV]}; {problem}"
+        if not in_ci():
+            _disable_pytest_qt(config)
+    if not worker and os.environ.get(REASON_ENV):
+        sys.stderr.write(f"bmeviz tests: {os.environ[REASON_ENV]}; the napari tests will "
                          f"{'FAIL (CI=true)' if in_ci() else 'be skipped'}\n")
+
+
+def napari_skip_reason() -> str | None:
+    """Why the napari tests cannot run in this process (None: they can)."""
+    problem = qt_problem()
+    if problem:
+        return os.environ.get(REASON_ENV) or problem
+    if not os.environ.get("DISPLAY"):
+        return no_display_reason()
+    return None
 
 
 def no_display_reason() -> str:

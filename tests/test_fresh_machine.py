@@ -108,12 +108,34 @@ def test_two_runs_at_once_install_once(tmp_path):
     assert [line.split()[0] for line in calls.read_text().splitlines()] == ["update", "install"]
 
 
-def _pytest_napari(tmp_path, fakebin, **extra):
-    test = ROOT / "tests" / "napari" / "test_cli_view.py"
+def _pytest_napari(tmp_path, fakebin, *more, pythonpath=(), **extra):
+    tests = [str(ROOT / "tests" / "napari" / "test_cli_view.py"), *more]
+    env = _env(tmp_path, fakebin, **extra)
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), env["PYTHONPATH"]])
     return subprocess.run(
-        [sys.executable, "-m", "pytest", str(test), "-q", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist",
+        [sys.executable, "-m", "pytest", *tests, "-q", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist",
          "-o", "addopts=--import-mode=importlib"],
-        cwd=ROOT, env=_env(tmp_path, fakebin, **extra), capture_output=True, text=True, timeout=300)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_where_qt_cannot_load_the_napari_tests_skip_and_the_rest_runs(tmp_path):
+    """A bare machine without libEGL/libxkbcommon (not root): pytest-qt would stop the whole run
+    when it imports Qt; instead the napari tests skip and the others run."""
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    fake = tmp_path / "site" / "PyQt6"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    for mod in ("QtCore", "QtGui", "QtWidgets", "QtTest"):
+        (fake / f"{mod}.py").write_text(
+            "raise ImportError('libEGL.so.1: cannot open shared object file: No such file or directory')\n")
+    other = str(ROOT / "tests" / "test_geometry.py") + "::test_shapes_must_agree_and_tolerance_is_checked"
+    proc = _pytest_napari(tmp_path, fakebin, other, pythonpath=[fake.parent])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    summary = _summary(out)
+    assert re.search(r"1 passed", summary) and re.search(r"\d+ skipped", summary), summary
+    assert "the Qt binding cannot load" in out and "libEGL.so.1" in out
 
 
 def _summary(out: str) -> str:
