@@ -34,6 +34,7 @@ import numpy as np
 
 from ._jsonable import jsonable
 from .errors import ParameterError, warn
+from .io._atomic import atomic_group
 from .volume import Volume
 
 __all__ = ["segment", "Result", "DEFAULTS", "resolve_reference", "resolve_mask", "resolve_seeds"]
@@ -239,6 +240,7 @@ class Result:
             "messages": list(self.messages),
         }
 
+    @atomic_group()  # all files or none: a write error half-way leaves the folder as it was
     def save(
         self,
         out_dir: str | os.PathLike,
