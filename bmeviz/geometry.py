@@ -193,7 +193,7 @@ def _check_frames(volume: Volume, target: Volume, name: str) -> None:
         )
 
 
-def mask_onto(mask: Volume, image: Volume, *, name: str = "mask",
+def mask_onto(mask: Volume, image: Volume, *, name: str = "mask", note_as: str | None = None,
               tol_voxels: float = GRID_TOLERANCE_VOXELS) -> tuple[np.ndarray, dict | None]:
     """``mask``'s voxels on ``image``'s grid, and a note of what was done (None: nothing).
 
@@ -204,6 +204,8 @@ def mask_onto(mask: Volume, image: Volume, *, name: str = "mask",
       mask's volume lands inside the image;
     * different DICOM frames of reference: refused.
 
+    ``name`` is used in messages (it may name the file); the note names the mask by
+    ``note_as`` (default ``name``), since provenance carries no paths.
     Inside :func:`grid_notes`, the note is also recorded there (``segment`` puts it in
     provenance).
     """
@@ -216,7 +218,7 @@ def mask_onto(mask: Volume, image: Volume, *, name: str = "mask",
     if d["same_shape"] and d["voxels"] <= tol:
         arr = mask.array
         if d["mm"] > 1e-9:
-            note = {"mask": name, "action": "same grid within tolerance", "tolerance_voxels": tol,
+            note = {"mask": note_as or name, "action": "same grid within tolerance", "tolerance_voxels": tol,
                     "deviation_voxels": round(d["voxels"], 6), "deviation_mm": round(d["mm"], 6)}
     else:
         moved = to_grid(mask, image, order=0)
@@ -224,7 +226,7 @@ def mask_onto(mask: Volume, image: Volume, *, name: str = "mask",
         before = float(np.count_nonzero(np.nan_to_num(mask.array))) * mask.voxel_volume_mm3 / 1000
         after = float(np.count_nonzero(np.nan_to_num(arr))) * image.voxel_volume_mm3 / 1000
         frame = "the same frame of reference" if frame_of_reference(mask) else "frame of reference unknown (NIfTI)"
-        note = {"mask": name, "action": "resampled onto the image grid (nearest neighbour)",
+        note = {"mask": note_as or name, "action": "resampled onto the image grid (nearest neighbour)",
                 "tolerance_voxels": tol, "deviation_voxels": round(d["voxels"], 4), "deviation_mm": round(d["mm"], 4),
                 "source_shape": list(mask.shape), "source_spacing_mm": [round(s, 4) for s in mask.spacing],
                 "volume_ml_before": round(before, 4), "volume_ml_after": round(after, 4)}

@@ -70,6 +70,7 @@ def resolve_mask(mask: Any, volume: Volume, name: str) -> np.ndarray | None:
     """A bool mask on ``volume``'s grid from an array, a Volume (same grid) or a path."""
     if mask is None:
         return None
+    kind = name
     if isinstance(mask, (str, os.PathLike)):
         from .io import load
 
@@ -77,7 +78,7 @@ def resolve_mask(mask: Any, volume: Volume, name: str) -> np.ndarray | None:
     if isinstance(mask, Volume):  # same grid within 0.1 voxel, else resampled (warns); other frames refused
         from .geometry import mask_onto
 
-        mask, _ = mask_onto(mask, volume, name=name)
+        mask, _ = mask_onto(mask, volume, name=name, note_as=kind)
     arr = np.asarray(mask)
     if arr.shape != volume.shape:
         raise ParameterError(f"{name} has shape {arr.shape}; the image is {volume.shape}: it must be on the same grid")
