@@ -98,6 +98,7 @@ def _check_visible_studies(out: Path, expected: Path) -> None:
         assert (d / "lesions.csv").read_text() == (expected / d.name / "lesions.csv").read_text()
 
 
+@pytest.mark.slow  # ~50-70 s: 11 runs of the CLI on 2 cores
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="zombie detection reads /proc")
 def test_sigkill_at_random_moments_then_rerun_completes(cohort, tmp_path):
     manifest, expected = cohort
