@@ -274,3 +274,19 @@ def test_real_region_drawn_on_a_turned_series_is_resampled(tmp_path):
     dice = 2 * inter / (np.count_nonzero(back) + np.count_nonzero(region.array))
     assert dice > 0.9, dice  # two nearest-neighbour steps through a 3.3 mm slice axis
     assert note["volume_ml_after"] == pytest.approx(note["volume_ml_before"], rel=0.03)
+
+
+@pytest.mark.shared_data
+def test_batch_accepts_the_nudged_region(tmp_path):
+    """bmeviz batch met the same refusal: the study now runs, with the tolerance in provenance."""
+    from bmeviz.batch import run
+
+    region = _nudged_region(tmp_path)
+    image = shared("sij-stir-dev", "images", f"{SIJ_ID}_STIR.nii.gz")
+    ref = shared("sij-stir-dev", "normal_marrow", f"{SIJ_ID}_normal_marrow.nii.gz")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"study_id,image,reference_mask,region_mask\nS,{image},{ref},{region}\n")
+    table = run(manifest, tmp_path / "out", workers=0, progress=False, overlay=False)
+    assert list(table["status"]) == ["ok"], table.to_string()
+    prov = json.loads((tmp_path / "out" / "S" / "provenance.json").read_text())
+    assert {n["mask"]: n["action"] for n in prov["params"]["grid"]}["region"] == "same grid within tolerance"
