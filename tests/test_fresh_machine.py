@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -169,7 +168,8 @@ def test_ci_script_runs_the_readme_command():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- test-command -->")[1].split("<!-- /test-command -->")[0]
     cmd = [line for line in block.splitlines() if line.strip() and not line.startswith("```")]
-    assert cmd == ['python3 -m venv .venv && . .venv/bin/activate && pip install -q -e ".[test]" && python -m pytest -n 2']
+    assert len(cmd) == 1 and "python -m pytest" in cmd[0] and '.[test]' in cmd[0]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "<!-- test-command -->" in ci and 'bash -euo pipefail -c "$cmd"' in ci
-    assert textwrap.dedent("apt-get install") not in ci  # one place installs system packages: tests/_system.py
+    assert "apt-get install" not in ci  # one place installs system packages: tests/_system.py
+    assert 'export CI="${CI:-true}"' in ci  # in CI a missing display fails the napari tests
