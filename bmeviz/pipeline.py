@@ -67,7 +67,8 @@ def _version() -> str:
 
 
 def resolve_mask(mask: Any, volume: Volume, name: str) -> np.ndarray | None:
-    """A bool mask on ``volume``'s grid from an array, a Volume (same grid) or a path."""
+    """A bool mask on ``volume``'s grid from an array, a Volume or a path (another grid of the same frame of
+    reference is resampled by nearest neighbour with a warning: bmeviz.geometry.mask_onto)."""
     if mask is None:
         return None
     kind = name
