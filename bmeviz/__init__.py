@@ -21,6 +21,7 @@ from .errors import (
 )
 from .volume import Volume
 from .io import SeriesInfo, list_series, load, save_mask
+from .geometry import same_grid, to_grid as resample_to
 from .pipeline import Result, segment
 from ._version import __version__
 
@@ -30,6 +31,8 @@ __all__ = [
     "load",
     "list_series",
     "save_mask",
+    "same_grid",
+    "resample_to",
     "SeriesInfo",
     "segment",
     "Result",

@@ -35,7 +35,7 @@ from . import plot
 from . import report as _report
 from .errors import BmevizError
 from .io import save_mask
-from .io._atomic import atomic_path, atomic_write_text
+from .io._atomic import atomic_group, atomic_path, atomic_write_text
 from .io.seg import save_seg as _save_seg_arrays
 
 __all__ = ["write_outputs", "save_seg", "Written", "OUTPUTS"]
@@ -122,6 +122,16 @@ def write_outputs(
     -------
     Written
     """
+    # all files or none: a write error half-way leaves the folder as it was (a batch study's
+    # folder is built aside and renamed into place as a whole instead)
+    with contextlib.nullcontext() if atomic_folder else atomic_group():
+        return _write_outputs(result, out_dir, overlay=overlay, seg=seg, report=report, include_phi=include_phi,
+                              title=title, seg_errors=seg_errors, atomic_folder=atomic_folder,
+                              provenance_extra=provenance_extra)
+
+
+def _write_outputs(result, out_dir, *, overlay, seg, report, include_phi, title, seg_errors, atomic_folder,
+                   provenance_extra) -> Written:
     final = Path(out_dir)
     folder = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}" if atomic_folder else final
     written = Written(folder=final)

@@ -45,6 +45,7 @@ from .lesions import clean, lesion_table
 from .options import DEFAULTS, SegmentOptions, mode_defaults
 from .result import Note, Result
 from .threshold import compute_threshold, sphere_mask
+from .geometry import grid_notes, mask_onto
 from .volume import Volume
 
 __all__ = ["segment", "Result", "Note", "DEFAULTS", "SegmentOptions", "resolve_reference", "resolve_mask",
@@ -55,20 +56,15 @@ _D = SegmentOptions()  # the defaults of segment()'s signature come from the one
 
 # ----------------------------------------------------------------------------- input resolution
 def resolve_mask(mask: Any, volume: Volume, name: str) -> np.ndarray | None:
-    """A bool mask on ``volume``'s grid from an array, a Volume (same grid) or a path."""
+    """A bool mask on ``volume``'s grid from an array, a Volume or a path (another grid of the same frame of
+    reference is resampled by nearest neighbour with a warning: bmeviz.geometry.mask_onto)."""
     if mask is None:
         return None
+    kind = name
     if isinstance(mask, (str, os.PathLike)):
-        mask = load(mask)
-    if isinstance(mask, Volume):
-        if mask.shape != volume.shape:
-            raise ParameterError(f"{name} has shape {mask.shape}; the image is {volume.shape}: it must be on the same grid")
-        if not np.allclose(mask.affine, volume.affine, atol=1e-3):
-            raise ParameterError(
-                f"{name} is on another grid than the image (affines differ by up to "
-                f"{np.abs(mask.affine - volume.affine).max():.3g} mm); resample it onto the image first"
-            )
-        mask = mask.array
+        mask, name = load(mask), f"{name} ({os.fspath(mask)})"
+    if isinstance(mask, Volume):  # same grid within 0.1 voxel, else resampled (warns); other frames refused
+        mask, _ = mask_onto(mask, volume, name=name, note_as=kind)
     arr = np.asarray(mask)
     if arr.shape != volume.shape:
         raise ParameterError(f"{name} has shape {arr.shape}; the image is {volume.shape}: it must be on the same grid")
@@ -359,8 +355,9 @@ def segment(
                           else reference_radius_mm, max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
                           confidence_k=confidence_k, edge=edge)
     image, spacing = volume.array, volume.spacing
-    ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=reference_radius_mm)
-    region_mask = resolve_mask(region, volume, "region")
+    with grid_notes() as grid:  # masks on (nearly) another grid: what was done goes to provenance
+        ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=reference_radius_mm)
+        region_mask = resolve_mask(region, volume, "region")
     region_voxels = None if region_mask is None else int(np.count_nonzero(region_mask))
     seed_idx = resolve_seeds(volume, seeds, seeds_mm)
     thr = _threshold(image, ref_mask, region_mask, opts)
@@ -380,5 +377,6 @@ def segment(
                          origin=tuple(sl.start for sl in box), region_voxels=region_voxels)
     params = _params(opts, thr, ref_info=ref_info, region_voxels=region_voxels, seed_idx=seed_idx, seeds_mm=seeds_mm,
                      min_volume_mm3=min_volume_mm3, min_slices=min_slices, edge_info=edge_info)
+    params["grid"] = jsonable(grid) if grid else None
     return Result(volume=volume, mask=final_mask, labels=labels, table=table, threshold=thr, params=params,
                   reference=ref_mask, region=region_mask, grow=grow_result, messages=tuple(notes))

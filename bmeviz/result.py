@@ -163,7 +163,9 @@ def _input_name(md: Mapping, include_phi: bool) -> str | None:
     files = md.get("source_files") or []
     if not files:
         return None
-    where = str(files[0]) if len(files) == 1 else os.path.commonpath(files)
+    from .io.dicom.geometry import common_folder  # relative names: commonpath is "" (issue 12)
+
+    where = common_folder([str(f) for f in files])
     if include_phi:
         return where
     # folder and file names often carry patient names: a short digest identifies the input

@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from helpers import axial_affine, oblique_affine, shared  # noqa: F401
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Before pytest-xvfb looks for Xvfb: install it where the run may (root + apt-get), once, in
+    the controller only; else note why not (the napari tests skip, or fail under CI=true).
+    See tests/_system.py."""
+    import _system
+
+    _system.configure(config)
+
+
+def pytest_collection_modifyitems(config, items):
+    """No X display or no loadable Qt (and not CI): skip the napari tests with the reason, before
+    their Qt fixtures are looked up. Under CI=true they run and fail (tests/napari/conftest.py)."""
+    import _system
+
+    napari_dir = Path(__file__).parent / "napari"
+    ours = [item for item in items if napari_dir in Path(str(item.path)).parents]
+    if not ours or _system.in_ci():
+        return
+    reason = _system.napari_skip_reason()
+    if reason:
+        mark = pytest.mark.skip(reason=f"napari tests need an X display: {reason}")
+        for item in ours:
+            item.add_marker(mark)
 
 
 @pytest.fixture

@@ -59,6 +59,8 @@ def _lock(out: Path):
                 try:
                     os.kill(other["pid"], 0)
                     alive = True
+                    with contextlib.suppress(OSError):  # killed but not yet reaped (a zombie): owns nothing
+                        alive = "\nState:\tZ" not in Path(f"/proc/{other['pid']}/status").read_text()
                 except ProcessLookupError:
                     alive = False
                 except PermissionError:

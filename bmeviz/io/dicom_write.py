@@ -60,6 +60,7 @@ def write_dicom_series(
     prefix: str = "IM",
     shuffle_names: bool = False,
     seed: int = 0,
+    frame_of_reference_uid: str | None = None,
 ) -> Path:
     """Write ``volume`` to ``folder`` as one MR series of single-frame files; return the folder.
 
@@ -68,6 +69,7 @@ def write_dicom_series(
     may carry PatientName, PatientID, PatientBirthDate, AccessionNumber,
     InstitutionName (synthetic identifiers for privacy tests); default: anonymous.
     ``shuffle_names`` writes files in a scrambled order, like interleaved exports.
+    ``frame_of_reference_uid``: shared by series of one session (default: a new UID).
     """
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
@@ -98,7 +100,7 @@ def write_dicom_series(
     spacing = float(abs(np.dot(slice_step, normal)))
     study_uid = study_uid or generate_uid()
     series_uid = series_uid or generate_uid()
-    frame_uid = generate_uid()
+    frame_uid = frame_of_reference_uid or generate_uid()
     tags = SEQUENCE_TAGS.get(seq, {})
     who = {"PatientName": "Anonymous", "PatientID": "ANON", "PatientBirthDate": "", "AccessionNumber": "",
            "InstitutionName": ""}

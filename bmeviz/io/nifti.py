@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +54,48 @@ def _qform_sform_affine(img, path: Path) -> tuple[np.ndarray, str]:
     return img.affine, "pixdim"
 
 
+#: nibabel's header fixes that do not matter when the geometry comes from the sform
+#: (pixdim is then unused: the sform holds the voxel sizes).
+_HARMLESS_WITH_SFORM = ("pixdim[1,2,3] should be positive",)
+
+
+@contextlib.contextmanager
+def _nibabel_log() -> Iterator[list[str]]:
+    """Collect (and keep off the terminal) what nibabel logs in this thread inside the block.
+
+    nibabel reports header fixes ("pixdim[1,2,3] should be positive; setting to abs of
+    pixdim values") through its own logger, which prints them raw. A logger filter drops
+    this thread's records (other threads' records are left to their own filter).
+    """
+    got: list[str] = []
+    me = threading.get_ident()
+
+    def grab(record: logging.LogRecord) -> bool:
+        if record.thread != me or record.levelno < logging.WARNING:
+            return True
+        got.append(record.getMessage())
+        return False
+
+    loggers = [logging.getLogger("nibabel"), logging.getLogger("nibabel.global")]
+    for lg in loggers:
+        lg.addFilter(grab)
+    try:
+        yield got
+    finally:
+        for lg in loggers:
+            lg.removeFilter(grab)
+
+
+def _report_nibabel(p: Path, notes: list[str], source: str) -> None:
+    """One bmeviz warning for what nibabel fixed in ``p``'s header, or none when it does not matter."""
+    notes = list(dict.fromkeys(n.strip() for n in notes if n.strip()))
+    if source == "sform":
+        notes = [n for n in notes if not n.startswith(_HARMLESS_WITH_SFORM)]
+    if notes:
+        warn(f"{p}: the header needed fixing on reading (nibabel: {'; '.join(notes)}); the geometry comes "
+             f"from the {source}: check the overlay")
+
+
 def _needed_bytes(dtype: np.dtype, n_vox: int, scaled: bool) -> tuple[int, int]:
     """(bytes of voxel data in the file per volume, bytes loading it needs at most)."""
     stored = dtype.itemsize
@@ -76,10 +122,11 @@ def read_nifti(path: str | os.PathLike, *, volume: int | None = None, mmap: bool
     if not p.is_file():
         raise UnreadableFileError(f"{p}: not a regular file")
     raw_slope = _check_extensions(p)
-    try:
-        img = nib.load(str(p), mmap=mmap)
-    except Exception as exc:
-        raise UnreadableFileError(f"{p}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
+    with _nibabel_log() as notes:  # nibabel logs header fixes to stderr: they become one bmeviz warning
+        try:
+            img = nib.load(str(p), mmap=mmap)
+        except Exception as exc:
+            raise UnreadableFileError(f"{p}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from exc
     shape = tuple(int(n) for n in img.shape)
     hdr = img.header
     if len(shape) < 3:
@@ -134,6 +181,7 @@ def read_nifti(path: str | os.PathLike, *, volume: int | None = None, mmap: bool
     if not np.all(np.isfinite(pixdim)) or np.any(pixdim == 0):
         raise NotAVolumeError(f"{p}: voxel sizes (pixdim) {[float(v) for v in pixdim]} are zero or not finite")
     affine, source = _qform_sform_affine(img, p)
+    _report_nibabel(p, notes, source)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise NotAVolumeError(f"{p}: the {source} affine is degenerate or not finite")
     try:
