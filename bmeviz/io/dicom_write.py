@@ -29,10 +29,11 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..volume import Volume
+from .dicom.geometry import LPS_TO_RAS
 
 __all__ = ["write_dicom_series"]
 
-_LPS = np.diag([-1.0, -1.0, 1.0])
+_LPS = LPS_TO_RAS[:3, :3]  # the flip between RAS and DICOM's LPS (its own inverse)
 
 #: Sequence tags that make bmeviz (and a radiologist) recognise the series.
 SEQUENCE_TAGS: dict[str, dict[str, Any]] = {

@@ -32,10 +32,11 @@ import numpy as np
 
 from ..errors import InconsistentGeometryError, ParameterError, UnreadableFileError
 from ..volume import Volume
+from .dicom.geometry import LPS_TO_RAS
 
 __all__ = ["save_seg", "read_seg", "PHI_KEYWORDS"]
 
-_LPS = np.diag([-1.0, -1.0, 1.0])
+_LPS = LPS_TO_RAS[:3, :3]  # the flip between RAS and DICOM's LPS (its own inverse)
 
 #: Attributes blanked (Type 2, kept empty) when a SEG is written without identifiers.
 _BLANK = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "ReferringPhysicianName", "StudyID")
