@@ -178,10 +178,13 @@ class Session:
         self.reference_name: str | None = None
         self.region: np.ndarray | None = None
         self.region_name: str | None = None
+        self._reference_given: Any = None
+        self._region_given: Any = None
         self.autosave_path = None if autosave is None else Path(autosave)
         self.autosave_now = True  # False: the caller calls autosave() when it suits it
         self.last_box: tuple[slice, ...] | None = None  # where the labels changed in the last step
         self.messages: tuple[str, ...] = ()  # what the core noted in the last segmentation
+        self.warnings: tuple[str, ...] = ()  # what it warned about (seeds numbered from 1)
         self._threshold = None
         self._threshold_error: str | None = None
         empty = np.zeros(volume.shape, np.int32)
@@ -241,16 +244,20 @@ class Session:
         bad = sorted(set(options) - keys - {"reference_radius_mm"})
         if bad:
             raise ParameterError(f"unknown option(s) {', '.join(bad)}; known: {', '.join(sorted(keys))}")
-        self.options.update(options)
-        self._threshold = None
+        if any(k not in self.options or self.options[k] != v for k, v in options.items()):
+            self.options.update(options)
+            self._threshold = None
 
     def set_reference(self, *, point: Sequence[float] | None = None, mask: Any = None, name: str | None = None,
                       radius_mm: float | None = None) -> None:
         """Normal marrow: a ``point`` (voxel index, with ``radius_mm``) or a ``mask`` on the image grid."""
         from .pipeline import resolve_mask
 
+        if mask is not None and mask is self._reference_given and radius_mm is None:
+            return  # the same mask object again: nothing to do (the widget syncs on every click)
         if (point is None) == (mask is None):
             raise ParameterError("give the reference as a point or as a mask (one of them)")
+        same_radius = radius_mm is None or float(radius_mm) == self.options.get("reference_radius_mm")
         if radius_mm is not None:
             self.options["reference_radius_mm"] = float(radius_mm)
         if point is not None:
@@ -258,6 +265,8 @@ class Session:
             if p.size != 3 or not np.all(np.isfinite(p)):
                 raise ParameterError(f"the reference point must be 3 voxel indices; got {point!r}")
             idx = tuple(int(v) for v in np.rint(p))
+            if idx == self.reference_point and same_radius:
+                return
             if any(i < 0 or i >= n for i, n in zip(idx, self.volume.shape)):
                 raise ParameterError(f"the reference click is outside the image (voxel {list(idx)}); "
                                      "click inside normal marrow")
@@ -265,18 +274,23 @@ class Session:
             self.reference_name = name or f"point {list(idx)}"
         else:
             self.reference_mask = resolve_mask(mask, self.volume, f"reference {name or ''}".strip())
+            self._reference_given = mask
             self.reference_point = None
             self.reference_name = name or "mask"
         self._threshold = None
 
     def clear_reference(self) -> None:
-        self.reference_point = self.reference_mask = self.reference_name = None
-        self._threshold = None
+        if self.has_reference:
+            self._threshold = None
+        self.reference_point = self.reference_mask = self.reference_name = self._reference_given = None
 
     def set_region(self, mask: Any = None, *, name: str | None = None) -> None:
         """Where BME is searched (bone/marrow), a mask on the image grid; None: the whole image."""
         from .pipeline import resolve_mask
 
+        if mask is self._region_given and (mask is None or name == self.region_name):
+            return  # unchanged
+        self._region_given = mask
         self.region = None if mask is None else resolve_mask(mask, self.volume, f"region {name or ''}".strip())
         self.region_name = None if mask is None else (name or "region")
         self._threshold = None
@@ -357,6 +371,26 @@ class Session:
         seeds = self.seeds[:i] + self.seeds[i + 1:]
         return self._set_seeds(seeds, grow=grow, what=f"seed {i + 1} removed")
 
+    def set_seeds(self, seeds: Sequence[Sequence[float]], *, grow: bool = True):
+        """Replace all seeds (e.g. moved or deleted in napari); each is checked like a click.
+
+        Raises :class:`SeedRefused` naming the first bad seed (1-based); nothing changes then.
+        """
+        new = tuple(tuple(float(v) for v in np.asarray(q, float).reshape(3)) for q in seeds)
+        for i, q in enumerate(new):
+            problem = self.seed_problem(q)
+            if problem:
+                raise SeedRefused(f"seed {i + 1}: {problem}")
+        if new == self.seeds:
+            return self.result
+        return self._set_seeds(new, grow=grow, what="seeds changed")
+
+    def apply_result(self, result, *, seeds: Sequence | None = None, what: str = "grown") -> None:
+        """Take a Result computed elsewhere (a worker thread) from :meth:`segment_kwargs` as one step."""
+        s = self.seeds if seeds is None else tuple(tuple(float(v) for v in q) for q in seeds)
+        self.messages = tuple(_one_based(m) for m in result.messages)
+        self._push(_Step(s, result.labels, result, result.table, False, what))
+
     def _set_seeds(self, seeds: tuple, *, grow: bool, what: str):
         if not seeds:
             empty = np.zeros(self.volume.shape, np.int32)
@@ -383,10 +417,19 @@ class Session:
         return kwargs
 
     def _segment(self, *, seeds: Sequence):
+        import warnings
+
+        from .errors import BmevizWarning
         from .pipeline import segment
 
-        res = segment(self.volume, **self.segment_kwargs(seeds=seeds))
-        self.messages = tuple(res.messages)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", BmevizWarning)
+            res = segment(self.volume, **self.segment_kwargs(seeds=seeds))
+        self.messages = tuple(_one_based(m) for m in res.messages)
+        self.warnings = tuple(_one_based(str(w.message)) for w in caught if issubclass(w.category, BmevizWarning))
+        for w in caught:  # passed on (a caller that shows warnings sees them numbered as the user counts)
+            if not issubclass(w.category, BmevizWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return res
 
     def grow(self):
@@ -621,6 +664,13 @@ class Session:
         s.autosave_path = None if autosave is None else Path(autosave)
         s.autosave_now = True
         return s
+
+
+def _one_based(message: str) -> str:
+    """The core's messages count seeds from 0 ("seed 3" = the 4th click); users count from 1."""
+    import re
+
+    return re.sub(r"\bseed (\d+) at voxel", lambda m: f"seed {int(m.group(1)) + 1} at voxel", message)
 
 
 def session_path(out_dir: str | os.PathLike, name: str = "session") -> Path:

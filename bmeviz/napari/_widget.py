@@ -1,26 +1,29 @@
-"""The "BME segmentation" dock widget: reference, threshold preview, seeds, grow, table, export.
+"""The "BME segmentation" dock widget: a view over a :class:`bmeviz.session.Session`.
 
-The widget collects inputs from napari layers and calls the bmeviz core; it holds no
-measuring logic of its own:
+The session (Qt-free, tested without a screen) holds the scan, reference, region, options,
+seeds, the result, hand edits and their undo history, and writes the autosave file. This
+widget maps napari layers onto it and shows what it holds:
 
-* reference statistics and threshold: :func:`bmeviz.pipeline.resolve_reference` and
-  :func:`bmeviz.threshold.compute_threshold` (what :func:`bmeviz.segment` does first);
-* lesions: :func:`bmeviz.segment`, run in a worker thread, its ``Result`` kept for
-  export (:meth:`bmeviz.Result.save`, the same files as ``bmeviz segment``);
-* a table of hand-edited labels: :func:`bmeviz.lesions.lesion_table`.
+* a click on the ``BME seeds`` layer is checked by the session first: outside the image or
+  the region it is taken back at once and the reason is shown; otherwise the lesions are
+  grown and only the changed box of the ``BME`` labels layer is rewritten;
+* brush strokes on ``BME`` go to the session (re-measured; "edited by hand" only while the
+  labels really differ from the segmentation); Undo/Redo (and Ctrl+Z / Ctrl+Shift+Z on the
+  BME layers) are the session's;
+* masks (a reader's region or normal-marrow outline, opened by the bmeviz reader as Labels)
+  are offered as region/reference as soon as they appear;
+* 3D: outlines switch to filled labels (napari draws contours in 2D only), back in 2D.
 
-Layers it makes, all on the image's grid (same ``scale`` and ``translate``):
-``BME reference`` (Points, one click in normal marrow), ``BME seeds`` (Points, one click
-per lesion), ``BME threshold preview`` (translucent, current slice only) and ``BME``
-(Labels in contour mode, one id per lesion). A new result is written into ``BME`` through
-:meth:`napari.layers.Labels.data_setitem`, which records napari's undo history: Ctrl+Z on
-the layer (or ``layer.undo()``) takes the last segmentation back.
+The file is above 600 lines because it is one Qt class whose methods are each the glue of
+one control; the controls themselves are built in :mod:`._panel`, the model is
+:mod:`bmeviz.session`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,48 +31,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
-from qtpy.QtWidgets import (
-    QAbstractItemView,
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSizePolicy,
-    QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog, QTableWidgetItem, QWidget
 
 from ..errors import BmevizError, ParameterError
-from ..pipeline import DEFAULTS
-from ._layers import KEY, display_orientation, layer_volume, world_frame
+from ..session import SESSION_SUFFIX, Session
+from . import _panel
+from ._layers import COLORS, KEY, display_orientation, layer_volume, mask_role, world_frame
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["BMEWidget", "WIDGET_DEFAULTS"]
+__all__ = ["BMEWidget", "autosave_dir"]
 
 log = logging.getLogger(__name__)
 
-#: Widget defaults that differ from :data:`bmeviz.pipeline.DEFAULTS`: the half-maximum
-#: edge (partial-volume aware) measures soft-edged lesions within a few %.
-WIDGET_DEFAULTS = {"edge": "half-max"}
-
-_RULES = ("q3-iqr", "mean-sd", "percentile", "otsu")
-_RULE_K = {"q3-iqr": 1.5, "mean-sd": 2.0, "percentile": 99.0}
-_POINT = "point (click in normal marrow)"
-_NONE = "(none)"
 _ROLE_REF, _ROLE_SEEDS, _ROLE_PREVIEW, _ROLE_RESULT, _ROLE_DRAWN = (
     "reference", "seeds", "preview", "result", "reference-drawn")
+
+
+def autosave_dir() -> Path:
+    """Where sessions are autosaved: ``$BMEVIZ_AUTOSAVE_DIR``, else ``~/.cache/bmeviz/sessions``."""
+    env = os.environ.get("BMEVIZ_AUTOSAVE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "bmeviz" / "sessions"
 
 
 def _role(layer) -> str | None:
@@ -80,26 +63,17 @@ def _owner(layer) -> str | None:
     return (getattr(layer, "metadata", None) or {}).get(KEY, {}).get("image")
 
 
-def _fmt(v: float | None) -> str:
+def _fmt(v: float | None, digits: int = 1) -> str:
     if v is None or not np.isfinite(v):
-        return "-"
-    return f"{v:.4g}"
+        return "–"
+    return f"{v:.{digits}f}"
 
 
-def _segment_job(volume, kwargs: dict):
-    """Worker body: the core's segment(); returns the Result and the time it took."""
+def _find_all_job(volume, kwargs: dict):
     from ..pipeline import segment
 
     t0 = time.perf_counter()
-    res = segment(volume, **kwargs)
-    return res, time.perf_counter() - t0
-
-
-def _measure_job(labels: np.ndarray, volume, stats, region):
-    """Worker body: the lesion table of hand-edited labels (core lesion_table)."""
-    from ..lesions import lesion_table
-
-    return labels, lesion_table(labels, volume.array, affine=volume.affine, reference=stats, region=region)
+    return segment(volume, **kwargs), time.perf_counter() - t0
 
 
 def _load_job(path: str, key: str):
@@ -108,22 +82,27 @@ def _load_job(path: str, key: str):
     return read(path, series=key)
 
 
-def _edited_result(result, labels: np.ndarray | None):
-    """``result`` with ``labels`` (hand-edited in napari) and their lesion table, or as is."""
-    if labels is None or (labels.shape == result.labels.shape and np.array_equal(labels, result.labels)):
-        return result
-    from ..lesions import lesion_table
+def _export_job(result, folder: str, study: str | None, session_record: dict, source: dict):
+    """Everything ``bmeviz segment`` writes, report.html, DICOM SEG for DICOM scans, the session."""
+    import dataclasses
+    import json
 
-    table = lesion_table(labels, result.volume.array, affine=result.volume.affine,
-                         reference=result.threshold.stats, region=result.region)
-    note = "labels edited by hand in napari after segmentation; the table measures the edited labels"
-    return dataclasses.replace(result, labels=labels, mask=labels > 0, table=table,
-                               messages=(*result.messages, note))
+    from ..io._atomic import atomic_write_text
+    from ..report import save_report
 
+    vol = result.volume
+    seg = False
+    if source.get("source") == "dicom" and source.get("path"):
+        from ..io import load
 
-def _save_job(result, labels: np.ndarray | None, folder: str):
-    """Worker body: Result.save (what ``bmeviz segment`` writes), hand edits included."""
-    return _edited_result(result, labels).save(folder)
+        full = load(source["path"], series=source.get("series_key"))  # the files' headers, for the SEG
+        if full.shape == vol.shape and np.allclose(full.affine, vol.affine, atol=1e-3):
+            result = dataclasses.replace(result, volume=full)
+            seg = True
+    paths = result.save(folder, seg=seg)
+    paths["report"] = save_report(result, Path(folder) / "report.html", title=study or None)
+    paths["session"] = atomic_write_text(Path(folder) / f"session{SESSION_SUFFIX}", json.dumps(session_record) + "\n")
+    return paths
 
 
 class BMEWidget(QWidget):
@@ -132,192 +111,29 @@ class BMEWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.result = None  # the last bmeviz Result (what Export writes)
-        self.threshold = None  # bmeviz Threshold of the current reference and rule
-        self.table = None  # the lesion table shown (of result, or of hand-edited labels)
+        self.session: Session | None = None
+        self._sessions: dict[str, Session] = {}
         self._image = None
         self._volume = None
-        self._ref_spec: Any = None  # what segment() gets as reference=
-        self._ref_radius: float | None = None
-        self._ref_error: str | None = None
         self._mask_cache: dict[tuple, np.ndarray] = {}
         self._preview_data: np.ndarray | None = None
         self._preview_plane: tuple[int, int] | None = None
         self._worker = None
-        self._pending: list[tuple] = []  # queued worker jobs, at most one per kind
-        self._request = 0
-        self._shown_fingerprint: tuple | None = None
-        self._measuring = False
+        self._pending: list[tuple] = []
         self._updating_combos = False
+        self._writing = False  # True while the widget itself writes a layer
         self.last_timing: dict[str, float] = {}
-        self._warned: set[str] = set()
-        self._busy_text = ""
-        self._on_done: tuple = (None, None)
-        self._t_request = 0.0
-        self.exported: dict | None = None  # paths written by the last export
         self._watched: set[int] = set()
-        self._build()
+        self._contours: dict[int, int] = {}  # id(layer) -> its 2D contour
+        self.exported: dict | None = None
+        _panel.build(self)
+        self._timers()
+        self._connect()
         self._connect_viewer()
         self._refresh_layer_choices()
 
-    # ------------------------------------------------------------------ UI
-    def _build(self) -> None:
-        root = QVBoxLayout(self)
-        root.setContentsMargins(6, 6, 6, 6)
-
-        box = QGroupBox("Image")
-        form = QFormLayout(box)
-        self.image_combo = QComboBox()
-        self.image_combo.setToolTip("The fluid-sensitive image (STIR, T2/PD FS) to segment")
-        form.addRow("image", self.image_combo)
-        self.series_combo = QComboBox()
-        self.series_combo.setToolTip("Other series of the same DICOM folder (* = fluid-sensitive)")
-        self.series_label = QLabel("series")
-        form.addRow(self.series_label, self.series_combo)
-        self.image_info = QLabel("")
-        self.image_info.setWordWrap(True)
-        form.addRow(self.image_info)
-        root.addWidget(box)
-
-        box = QGroupBox("Reference: normal marrow")
-        form = QFormLayout(box)
-        self.ref_combo = QComboBox()
-        self.ref_combo.setToolTip("A click in normal marrow (a ball of the radius below), "
-                                  "or a drawn Labels/Shapes layer")
-        form.addRow("from", self.ref_combo)
-        row = QHBoxLayout()
-        self.ref_button = QPushButton("Place point")
-        self.ref_button.setToolTip("Select the 'BME reference' layer in add mode: click normal marrow")
-        self.draw_button = QPushButton("Draw")
-        self.draw_button.setToolTip("Make a Labels layer to paint normal marrow in")
-        self.radius_spin = QDoubleSpinBox()
-        self.radius_spin.setRange(1.0, 50.0)
-        self.radius_spin.setSingleStep(1.0)
-        self.radius_spin.setValue(float(DEFAULTS["reference_radius_mm"]))
-        self.radius_spin.setSuffix(" mm")
-        self.radius_spin.setToolTip("Radius of the reference ball around the clicked point")
-        row.addWidget(self.ref_button)
-        row.addWidget(self.draw_button)
-        row.addWidget(QLabel("radius"))
-        row.addWidget(self.radius_spin)
-        form.addRow(row)
-        self.stats_label = QLabel("Place a point in normal marrow.")
-        self.stats_label.setWordWrap(True)
-        self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        form.addRow(self.stats_label)
-        root.addWidget(box)
-
-        box = QGroupBox("Threshold")
-        form = QFormLayout(box)
-        row = QHBoxLayout()
-        self.rule_combo = QComboBox()
-        self.rule_combo.addItems(_RULES)
-        self.rule_combo.setToolTip("q3-iqr: Q3 + k*IQR of the reference (adaptive k by default); mean-sd; "
-                                   "percentile; otsu inside the region")
-        self.k_spin = QDoubleSpinBox()
-        self.k_spin.setRange(0.0, 100.0)
-        self.k_spin.setDecimals(2)
-        self.k_spin.setSingleStep(0.05)
-        self.k_spin.setValue(1.5)
-        self.auto_k = QCheckBox("adaptive k")
-        self.auto_k.setChecked(True)
-        self.auto_k.setToolTip("q3-iqr: raise k from 1.5 until the threshold is within IQR/2 of the "
-                               "reference maximum (Hepburn et al.)")
-        self.k_spin.setEnabled(False)
-        row.addWidget(self.rule_combo)
-        row.addWidget(QLabel("k"))
-        row.addWidget(self.k_spin)
-        row.addWidget(self.auto_k)
-        form.addRow("rule", row)
-        self.threshold_label = QLabel("threshold: -")
-        self.threshold_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        form.addRow(self.threshold_label)
-        self.preview_check = QCheckBox("live preview on this slice")
-        self.preview_check.setChecked(True)
-        form.addRow(self.preview_check)
-        root.addWidget(box)
-
-        box = QGroupBox("Lesions")
-        form = QFormLayout(box)
-        self.region_combo = QComboBox()
-        self.region_combo.setToolTip("Where BME is searched (bone/marrow): a Labels layer; "
-                                     "fluid outside is never counted")
-        form.addRow("region", self.region_combo)
-        row = QHBoxLayout()
-        self.seed_button = QPushButton("Add seeds")
-        self.seed_button.setToolTip("Select the 'BME seeds' layer in add mode: click each lesion")
-        self.auto_grow = QCheckBox("grow on click")
-        self.auto_grow.setChecked(True)
-        row.addWidget(self.seed_button)
-        row.addWidget(self.auto_grow)
-        form.addRow(row)
-        row = QHBoxLayout()
-        self.edge_combo = QComboBox()
-        self.edge_combo.addItems(["half-max", "threshold"])
-        self.edge_combo.setCurrentText(WIDGET_DEFAULTS["edge"])
-        self.edge_combo.setToolTip("half-max: each lesion's edge at half its own maximum (partial-volume aware); "
-                                   "threshold: every voxel above the reference threshold")
-        # clean-up: 'auto' (the lowest value) leaves it to the core's defaults, which depend
-        # on the mode (seeded: keep what was clicked; all in region: >= 10 mm³ on >= 2 slices)
-        self.min_volume = QDoubleSpinBox()
-        self.min_volume.setRange(-1.0, 100000.0)
-        self.min_volume.setDecimals(1)
-        self.min_volume.setSpecialValueText("auto")
-        self.min_volume.setSuffix(" mm³")
-        self.min_volume.setValue(-1.0 if DEFAULTS["min_volume_mm3"] is None else float(DEFAULTS["min_volume_mm3"]))
-        self.min_volume.setToolTip("Drop lesions smaller than this (auto: bmeviz's default for the mode)")
-        self.min_slices = QSpinBox()
-        self.min_slices.setRange(0, 50)
-        self.min_slices.setSpecialValueText("auto")
-        self.min_slices.setSuffix(" sl")
-        self.min_slices.setValue(0 if DEFAULTS["min_slices"] is None else int(DEFAULTS["min_slices"]))
-        self.min_slices.setToolTip("Consecutive slices a lesion must span (auto: bmeviz's default for the mode)")
-        row.addWidget(QLabel("edge"))
-        row.addWidget(self.edge_combo)
-        row.addWidget(QLabel("min"))
-        row.addWidget(self.min_volume)
-        row.addWidget(self.min_slices)
-        form.addRow(row)
-        row = QHBoxLayout()
-        self.grow_button = QPushButton("Grow")
-        self.grow_button.setToolTip("Outline the lesions from the seeds")
-        self.find_button = QPushButton("Find all in region")
-        self.find_button.setToolTip("Every above-threshold lesion in the region, no seeds needed")
-        row.addWidget(self.grow_button)
-        row.addWidget(self.find_button)
-        form.addRow(row)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 0)
-        self.progress.setMaximumHeight(10)
-        self.progress.setTextVisible(False)
-        self.progress.setVisible(False)
-        form.addRow(self.progress)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        form.addRow(self.status_label)
-        root.addWidget(box)
-
-        box = QGroupBox("Result")
-        lay = QVBoxLayout(box)
-        self.table_widget = QTableWidget(0, 4)
-        self.table_widget.setHorizontalHeaderLabels(["id", "mL", "× ref", "slices"])
-        self.table_widget.verticalHeader().setVisible(False)
-        self.table_widget.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table_widget.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table_widget.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table_widget.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table_widget.setToolTip("Select a lesion to jump to it; × ref = mean intensity / reference mean")
-        self.table_widget.setMinimumHeight(110)
-        self.table_widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        lay.addWidget(self.table_widget)
-        self.total_label = QLabel("total: -")
-        self.total_label.setWordWrap(True)
-        lay.addWidget(self.total_label)
-        self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("Write bme_mask.nii.gz (source grid), lesions.csv, provenance.json, overlay.png")
-        lay.addWidget(self.export_button)
-        root.addWidget(box)
-
+    # ------------------------------------------------------------------ wiring
+    def _timers(self) -> None:
         self._thr_timer = QTimer(self)
         self._thr_timer.setSingleShot(True)
         self._thr_timer.setInterval(0)
@@ -328,9 +144,10 @@ class BMEWidget(QWidget):
         self._progress_timer.timeout.connect(self._show_busy)
         self._edit_timer = QTimer(self)
         self._edit_timer.setSingleShot(True)
-        self._edit_timer.setInterval(250)
-        self._edit_timer.timeout.connect(self._check_labels_edited)
+        self._edit_timer.setInterval(150)
+        self._edit_timer.timeout.connect(self._take_brush_edit)
 
+    def _connect(self) -> None:
         self.image_combo.currentIndexChanged.connect(self._on_image_choice)
         self.series_combo.activated.connect(self._on_series_choice)
         self.ref_combo.currentIndexChanged.connect(self._on_reference_choice)
@@ -343,10 +160,22 @@ class BMEWidget(QWidget):
         self.ref_button.clicked.connect(self.place_reference)
         self.draw_button.clicked.connect(self.draw_reference)
         self.seed_button.clicked.connect(self.add_seeds)
+        self.remove_last_button.clicked.connect(lambda: self.remove_seed())
+        self.remove_selected_button.clicked.connect(self.remove_selected_seeds)
         self.grow_button.clicked.connect(lambda: self.grow())
         self.find_button.clicked.connect(lambda: self.find_all())
+        self.undo_button.clicked.connect(lambda: self.undo())
+        self.redo_button.clicked.connect(lambda: self.redo())
+        self.delete_button.clicked.connect(lambda: self.delete_selected())
+        self.merge_button.clicked.connect(lambda: self.merge_selected())
+        self.split_button.clicked.connect(lambda: self.split_selected())
         self.export_button.clicked.connect(lambda: self.export())
+        self.save_button.clicked.connect(lambda: self.save_session())
+        self.load_button.clicked.connect(lambda: self.load_session())
+        self.open_button.clicked.connect(lambda: self.open_path(folder=True))
+        self.open_file_button.clicked.connect(lambda: self.open_path(folder=False))
         self.table_widget.itemSelectionChanged.connect(self._on_row_selected)
+        self._update_buttons()
 
     def _connect_viewer(self) -> None:
         ev = self.viewer.layers.events
@@ -354,18 +183,21 @@ class BMEWidget(QWidget):
         ev.removed.connect(self._on_layers_changed)
         ev.reordered.connect(self._on_layers_changed)
         self.viewer.dims.events.current_step.connect(self._on_step)
+        # 3D: contours go off at the switch. napari slices the layers (its own callbacks always
+        # run before a plugin's) and warns once that it does not draw contours in 3D, before
+        # this widget can turn them off: that one message is expected and is silenced.
+        import warnings
+
+        warnings.filterwarnings("ignore", message="Contours are not displayed during 3D rendering",
+                                category=UserWarning)
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
 
     # ------------------------------------------------------------------ layer choices
     def _image_layers(self) -> list:
         from napari.layers import Image
 
-        out = []
-        for layer in self.viewer.layers:
-            if isinstance(layer, Image) and not getattr(layer, "rgb", False) and _role(layer) is None:
-                if layer.ndim == 3:
-                    out.append(layer)
-        return out
+        return [ly for ly in self.viewer.layers if isinstance(ly, Image) and not getattr(ly, "rgb", False)
+                and _role(ly) is None and ly.ndim == 3]
 
     def _mask_layers(self, shapes: bool) -> list:
         from napari.layers import Labels, Shapes
@@ -378,9 +210,20 @@ class BMEWidget(QWidget):
         layer = getattr(event, "value", None)
         if layer is not None and event.type == "inserted":
             layer.events.name.connect(self._refresh_layer_choices)
-        self._refresh_layer_choices()
+            self._style_mask(layer)
+        if layer is not None and event.type == "removed" and layer is self._image:
+            self._image = None  # the scan is gone: so are its stats, table and totals
+        self._refresh_layer_choices(inserted=layer if getattr(event, "type", "") == "inserted" else None)
 
-    def _set_combo(self, combo: QComboBox, items: list[tuple[str, Any]], current: Any) -> None:
+    def _style_mask(self, layer) -> None:
+        """A mask named like a region gets a thin outline in 2D (remembered for 3D switches)."""
+        from napari.layers import Labels
+
+        if isinstance(layer, Labels) and _role(layer) is None and mask_role(layer.name) == "region":
+            self._contours[id(layer)] = 1
+            layer.contour = 1 if self.viewer.dims.ndisplay == 2 else 0
+
+    def _set_combo(self, combo, items: list[tuple[str, Any]], current: Any) -> None:
         combo.blockSignals(True)
         combo.clear()
         for text, data in items:
@@ -389,7 +232,7 @@ class BMEWidget(QWidget):
         combo.setCurrentIndex(idx)
         combo.blockSignals(False)
 
-    def _refresh_layer_choices(self, event=None) -> None:
+    def _refresh_layer_choices(self, event=None, inserted=None) -> None:
         if self._updating_combos:
             return
         self._updating_combos = True
@@ -397,53 +240,62 @@ class BMEWidget(QWidget):
             images = self._image_layers()
             current = self._image if self._image in images else (images[-1] if images else None)
             self._set_combo(self.image_combo, [(ly.name, ly) for ly in images], current)
-            refs = [(_POINT, None)] + [(ly.name, ly) for ly in self._mask_layers(shapes=True)]
+            masks = [ly for ly in self._mask_layers(shapes=True) if self._on_grid(ly, current)]
             ref_now = self.ref_combo.currentData() if self.ref_combo.count() else None
             if ref_now is not None and ref_now not in self.viewer.layers:
                 ref_now = None
-            self._set_combo(self.ref_combo, refs, ref_now)
-            regions = [(_NONE, None)] + [(ly.name, ly) for ly in self._mask_layers(shapes=False)
-                                          if _role(ly) != _ROLE_DRAWN and ly is not ref_now]
+            if ref_now is None and not self._has_point_reference():
+                ref_now = next((ly for ly in masks if mask_role(ly.name) == "reference"), None)
+            self._set_combo(self.ref_combo, [(_panel.POINT, None)] + [(ly.name, ly) for ly in masks], ref_now)
+            regions = [ly for ly in masks if _role(ly) != _ROLE_DRAWN and ly is not ref_now
+                       and ly in self._mask_layers(shapes=False)]
             reg_now = self.region_combo.currentData() if self.region_combo.count() else None
             if reg_now is not None and reg_now not in self.viewer.layers:
                 reg_now = None
-            if reg_now is None and self._image is None and current is not None:
-                reg_now = self._guess_region(current, [d for _, d in regions if d is not None])
-            self._set_combo(self.region_combo, regions, reg_now)
+            if reg_now is None:  # guess again whenever a layer appears, not only with the image
+                reg_now = next((ly for ly in regions if mask_role(ly.name) == "region"), None)
+            self._set_combo(self.region_combo, [(_panel.NONE, None)] + [(ly.name, ly) for ly in regions], reg_now)
         finally:
             self._updating_combos = False
-        if current is not self._image:
+        for layer in (self.ref_combo.currentData(), self.region_combo.currentData()):
+            if layer is not None:
+                self._watch(layer)
+        if current is not self._image or self._volume is None and current is not None:
             self.set_image(current)
         else:
             self._schedule_threshold()
 
-    @staticmethod
-    def _guess_region(image, candidates: list):
-        """A Labels layer on the image's grid named like a bone/region mask, if there is one."""
-        for ly in candidates:
-            name = ly.name.lower()
-            if any(w in name for w in ("region", "bone", "marrow")) and "normal" not in name:
-                if tuple(np.shape(ly.data)) == tuple(np.shape(image.data)):
-                    return ly
-        return None
+    def _on_grid(self, layer, image) -> bool:
+        """A mask layer that fits the image's grid (same shape), or any Shapes layer."""
+        from napari.layers import Shapes
+
+        if image is None or isinstance(layer, Shapes):
+            return True
+        return tuple(np.shape(layer.data)) == tuple(np.shape(image.data))
+
+    def _has_point_reference(self) -> bool:
+        pts = self.reference_layer()
+        return pts is not None and len(pts.data) > 0
 
     def _on_image_choice(self, index: int) -> None:
         if not self._updating_combos:
             self.set_image(self.image_combo.currentData())
 
     def set_image(self, layer) -> None:
-        """Segment ``layer`` (a 3D napari Image layer)."""
+        """Segment ``layer`` (a 3D napari Image layer); each image keeps its own session."""
         if layer is self._image and self._volume is not None:
             return
-        self._image = layer
-        self._volume = None
+        self._image, self._volume, self.session = layer, None, None
         self._mask_cache.clear()
-        self.threshold = None
-        self._preview_plane = None
-        self._preview_data = None
+        self._preview_plane = self._preview_data = None
         if layer is None:
-            self.image_info.setText("Open a scan (File > Open Folder… for DICOM) or File > Open Sample > bmeviz.")
+            self.image_info.setText("Open a scan: Open scan… (DICOM folder), Open file… (NIfTI/DICOM), "
+                                    "or File > Open Sample > bmeviz.")
             self._show_series([])
+            self._show_result()
+            self.stats_label.setText("No scan open.")
+            self.threshold_label.setText("threshold: –")
+            self.update_preview()
             return
         try:
             self._volume = layer_volume(layer.data, layer.metadata, layer.scale, layer.translate)
@@ -451,24 +303,36 @@ class BMEWidget(QWidget):
             self.image_info.setText(str(exc))
             self._image = None
             return
+        record = layer.metadata.get(KEY, {})
+        uid = str(layer.unique_id)
+        if uid not in self._sessions:
+            s = Session(self._volume, source=record.get("path"), series=record.get("series_key"))
+            s.autosave_path = self._autosave_path(record)
+            s.autosave_now = False  # written after the screen is updated (see _after_change)
+            self._sessions[uid] = s
+        self.session = self._sessions[uid]
         vol = self._volume
         sp = " × ".join(f"{s:.3g}" for s in vol.spacing)
-        seq = vol.metadata.get("sequence") or "?"
+        seq = vol.metadata.get("sequence") or "sequence unknown"
         self.image_info.setText(f"{vol.shape[0]} slices of {vol.shape[1]} × {vol.shape[2]}, {sp} mm, "
-                                f"{vol.plane}, {seq}")
-        record = layer.metadata.get(KEY, {})
+                                f"{vol.plane}, {seq}" + (f"\n{record['why']}" if record.get("why") else ""))
         self._show_series(record.get("series") or [], record.get("series_key"))
         self._orient(vol)
-        res = self._helper(_ROLE_RESULT)
-        if res is not None:
-            res.contour = 2 if self.viewer.dims.ndisplay == 2 else 0
+        self._show_result()
         self._schedule_threshold()
+
+    def _autosave_path(self, record: dict) -> Path | None:
+        path = record.get("path")
+        if not path:
+            return None
+        key = f"{os.path.abspath(path)}|{record.get('series_key') or ''}"
+        return autosave_dir() / (hashlib.sha256(key.encode()).hexdigest()[:16] + SESSION_SUFFIX)
 
     def _orient(self, vol) -> None:
         """Show slices as bmeviz's figures do (radiological; see ``display_orientation``)."""
         dims = self.viewer.dims
         if dims.ndisplay != 2 or dims.ndim != 3 or sorted(dims.displayed) != [1, 2]:
-            return  # the user looks at another plane (or in 3D): leave the view alone
+            return
         transpose, vertical, horizontal = display_orientation(vol)
         order = (0, 2, 1) if transpose else (0, 1, 2)
         if tuple(dims.order) != order:
@@ -489,12 +353,11 @@ class BMEWidget(QWidget):
 
     def _on_series_choice(self, index: int) -> None:
         key = self.series_combo.itemData(index)
-        if self._image is None or key is None:
-            return
-        self.open_series(key)
+        if self._image is not None and key is not None:
+            self.open_series(key)
 
     def open_series(self, key: str) -> None:
-        """Load another series of the current image's DICOM folder (in a worker) and segment it."""
+        """Open another series or echo of the current image's DICOM folder (in a worker)."""
         record = self._image.metadata.get(KEY, {})
         path = record.get("path")
         if key == record.get("series_key"):
@@ -505,15 +368,31 @@ class BMEWidget(QWidget):
                 self.image_combo.setCurrentIndex(self.image_combo.findText(ly.name))
                 return
         if not path:
-            self._error("this image does not come from a DICOM folder bmeviz opened: no other series to load")
-            return
-        self._run(_load_job, (path, key), on_done=self._series_loaded, what=f"loading series {key[-12:]}")
+            return self._error("No other series: this image does not come from a DICOM folder bmeviz opened.")
+        self._run(_load_job, (path, key), on_done=self._series_loaded, what="opening the series")
 
     def _series_loaded(self, layer_data: list) -> None:
+        layer = None
         for data, kwargs, _kind in layer_data:
             layer = self.viewer.add_image(data, **kwargs)
         self.viewer.reset_view()
-        self.image_combo.setCurrentIndex(self.image_combo.findText(layer.name))
+        if layer is not None:
+            self.image_combo.setCurrentIndex(self.image_combo.findText(layer.name))
+
+    def open_path(self, path: str | None = None, *, folder: bool = True) -> list:
+        """Open a scan or mask with the bmeviz reader (napari does not ask which reader)."""
+        if path is None:
+            path = (QFileDialog.getExistingDirectory(self, "Open a DICOM folder") if folder else
+                    QFileDialog.getOpenFileName(self, "Open a scan or mask", "",
+                                                "Scans and masks (*.nii *.nii.gz *.dcm *.ima *.dicom);;All files (*)")[0])
+            if not path:
+                return []
+        try:
+            return self.viewer.open(str(path), plugin="bmeviz")
+        except Exception as exc:  # noqa: BLE001  napari wraps the reader's error
+            cause = getattr(exc, "original_error", None) or exc.__cause__ or exc
+            self._error(str(cause))
+            return []
 
     # ------------------------------------------------------------------ helper layers
     def _helper(self, role: str, create: bool = False):
@@ -526,33 +405,36 @@ class BMEWidget(QWidget):
                 return ly
         if not create:
             return None
-        # napari makes a new layer the active one: give the focus back (the user may be
-        # clicking seeds when the BME layer appears)
         active = self.viewer.layers.selection.active
         layer = self._make_helper(role, uid)
         if active is not None and active in self.viewer.layers:
-            self._select(active)
+            self.viewer.layers.selection.active = active
         return layer
 
     def _make_helper(self, role: str, uid: str):
         scale, translate = world_frame(self._volume.affine)
+        record = self._image.metadata.get(KEY, {})
         meta = {KEY: {"role": role, "image": uid, "affine": np.asarray(self._volume.affine).tolist(),
-                      "shape": list(self._volume.shape), "path": self._image.metadata.get(KEY, {}).get("path"),
-                      "volume_metadata": self._image.metadata.get(KEY, {}).get("volume_metadata", {})}}
+                      "shape": list(self._volume.shape), "path": record.get("path"),
+                      "volume_metadata": record.get("volume_metadata", {})}}
         common = dict(scale=scale, translate=translate, units=("mm",) * 3, metadata=meta)
         inplane = float(min(scale[1], scale[2]))
         if role == _ROLE_SEEDS:
-            return self.viewer.add_points(ndim=3, name=self._unique("BME seeds"), face_color="yellow",
-                                          border_color="black", size=max(4.0, 6 * inplane), symbol="disc",
-                                          **common)
+            layer = self.viewer.add_points(
+                ndim=3, name=self._unique("BME seeds"), face_color=COLORS["seeds"], border_color="black",
+                size=max(4.0, 6 * inplane), symbol="disc", features={"n": np.empty(0, int)},
+                text={"string": "{n}", "color": COLORS["seeds"], "anchor": "upper_left", "size": 10}, **common)
+            self._bind_undo(layer)
+            return layer
         if role == _ROLE_REF:
             return self.viewer.add_points(ndim=3, name=self._unique("BME reference"), face_color="transparent",
-                                          border_color="lime", border_width=0.15, symbol="disc",
+                                          border_color=COLORS["reference"], border_width=0.15, symbol="disc",
                                           size=2 * self.radius_spin.value(), **common)
         if role == _ROLE_PREVIEW:
             from napari.utils.colormaps import Colormap
 
-            cmap = Colormap([[0, 0, 0, 0], [1.0, 0.55, 0.0, 1.0]], name="bmeviz preview", interpolation="zero")
+            rgb = [int(COLORS["preview"][i:i + 2], 16) / 255 for i in (1, 3, 5)]
+            cmap = Colormap([[0, 0, 0, 0], [*rgb, 1.0]], name="bmeviz preview", interpolation="zero")
             self._preview_data = np.zeros(self._volume.shape, np.uint8)
             return self.viewer.add_image(self._preview_data, name=self._unique("BME threshold preview"),
                                          colormap=cmap, contrast_limits=(0, 1), opacity=0.45,
@@ -560,57 +442,57 @@ class BMEWidget(QWidget):
         if role == _ROLE_RESULT:
             layer = self.viewer.add_labels(np.zeros(self._volume.shape, np.int32), name=self._unique("BME"),
                                            opacity=1.0, **common)
+            self._contours[id(layer)] = 2
             layer.contour = 2 if self.viewer.dims.ndisplay == 2 else 0
-            layer.events.paint.connect(self._on_labels_edit)
-            layer.events.set_data.connect(self._on_labels_edit)
+            layer.events.paint.connect(self._on_brush)
+            layer.events.set_data.connect(self._on_brush)
+            self._bind_undo(layer)
             return layer
         if role == _ROLE_DRAWN:
-            layer = self.viewer.add_labels(np.zeros(self._volume.shape, np.uint8),
-                                           name=self._unique("normal marrow (drawn)"), opacity=0.5, **common)
-            return layer
+            rgbc = {None: "transparent", 0: "transparent", 1: COLORS["reference"]}
+            return self.viewer.add_labels(np.zeros(self._volume.shape, np.uint8), colormap=rgbc,
+                                          name=self._unique("normal marrow (drawn)"), opacity=0.45, **common)
         raise AssertionError(role)
+
+    def _bind_undo(self, layer) -> None:
+        layer.bind_key("Control-Z", lambda _ly: self.undo(), overwrite=True)
+        layer.bind_key("Control-Shift-Z", lambda _ly: self.redo(), overwrite=True)
 
     def _unique(self, name: str) -> str:
         names = {ly.name for ly in self.viewer.layers}
-        if name not in names:
-            return name
-        return f"{name} ({self._image.name})"
+        return name if name not in names else f"{name} ({self._image.name})"
 
     def _camera(self):
         scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 (viewer.camera before)
         return scene.camera if scene is not None and hasattr(scene, "camera") else self.viewer.camera
 
-    def _select(self, layer) -> None:
-        self.viewer.layers.selection.active = layer
-
     def place_reference(self) -> None:
         """Make the reference Points layer active in add mode: the next click sets the reference."""
         if self._image is None:
-            return self._error("open a scan first")
-        layer = self._helper(_ROLE_REF, create=True)
-        self._watch(layer)
+            return self._error("Open a scan first.")
+        layer = self.reference_layer(create=True)
         self.ref_combo.setCurrentIndex(0)
-        self._select(layer)
+        self.viewer.layers.selection.active = layer
         layer.mode = "add"
 
     def draw_reference(self) -> None:
         """Make a Labels layer on the image's grid to paint normal marrow in, and use it as reference."""
         if self._image is None:
-            return self._error("open a scan first")
+            return self._error("Open a scan first.")
         layer = self._helper(_ROLE_DRAWN, create=True)
         self._watch(layer)
         self._refresh_layer_choices()
         self.ref_combo.setCurrentIndex(max(0, self.ref_combo.findText(layer.name)))
-        self._select(layer)
+        self.viewer.layers.selection.active = layer
         layer.brush_size = max(5, int(round(6.0 / min(self._volume.spacing[1:]))))
         layer.mode = "paint"
 
     def add_seeds(self) -> None:
         """Make the seeds Points layer active in add mode: click each lesion."""
         if self._image is None:
-            return self._error("open a scan first")
+            return self._error("Open a scan first.")
         layer = self.seeds_layer(create=True)
-        self._select(layer)
+        self.viewer.layers.selection.active = layer
         layer.mode = "add"
 
     def seeds_layer(self, create: bool = False):
@@ -635,7 +517,6 @@ class BMEWidget(QWidget):
         return self._helper(_ROLE_PREVIEW)
 
     def _watch(self, layer) -> None:
-        """Connect a layer's edits to the widget (once)."""
         if id(layer) in self._watched:
             return
         self._watched.add(id(layer))
@@ -643,13 +524,13 @@ class BMEWidget(QWidget):
         if role == _ROLE_SEEDS:
             layer.events.data.connect(self._on_seeds)
         elif role == _ROLE_REF:
-            layer.events.data.connect(self._on_reference_edit)
-        else:  # a reference or region mask: Labels (set data, paint) or Shapes (data)
-            for name in ("data", "paint"):
+            layer.events.data.connect(self._schedule_threshold)
+        else:
+            for name in ("data", "paint", "set_data"):
                 if hasattr(layer.events, name):
                     getattr(layer.events, name).connect(self._on_mask_edit)
 
-    # ------------------------------------------------------------------ masks
+    # ------------------------------------------------------------------ masks, reference, threshold
     def _layer_mask(self, layer, what: str) -> np.ndarray:
         """A bool mask on the image grid from a Labels or Shapes layer (cached until edited)."""
         from napari.layers import Shapes
@@ -661,20 +542,18 @@ class BMEWidget(QWidget):
         shape = self._volume.shape
         if isinstance(layer, Shapes):
             if len(layer.data) == 0:
-                raise ParameterError(f"{what} layer {layer.name!r} has no shapes: draw in normal marrow")
-            # the shapes' vertices in the image's voxels, rasterised on its grid
+                raise ParameterError(f"The {what} layer {layer.name!r} has no shapes yet: draw in normal marrow.")
             verts = [np.asarray([self._image.world_to_data(layer.data_to_world(v)) for v in s]) for s in layer.data]
             tmp = Shapes(verts, shape_type=list(layer.shape_type), ndim=3)
             mask = np.asarray(tmp.to_labels(labels_shape=shape)) > 0
         else:
-            data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-            arr = np.asarray(data)
+            arr = np.asarray(layer.data[0] if getattr(layer, "multiscale", False) else layer.data)
             if arr.shape != shape:
-                raise ParameterError(f"{what} layer {layer.name!r} has shape {arr.shape}; the image "
-                                     f"{self._image.name!r} is {shape}: it must be on the same grid")
+                raise ParameterError(f"The {what} {layer.name!r} is on another grid ({arr.shape}; the scan is "
+                                     f"{shape}): it must be drawn on this scan.")
             mask = arr > 0
         if not mask.any():
-            raise ParameterError(f"{what} layer {layer.name!r} is empty: draw it first")
+            raise ParameterError(f"The {what} {layer.name!r} is empty: draw it first.")
         self._mask_cache[key] = mask
         return mask
 
@@ -693,54 +572,26 @@ class BMEWidget(QWidget):
 
     def _on_region_choice(self, index: int) -> None:
         if not self._updating_combos:
-            layer = self.region_combo.currentData()
-            if layer is not None:
-                self._watch(layer)
             self._schedule_threshold()
 
     def _on_reference_choice(self, index: int) -> None:
-        layer = self.ref_combo.currentData()
-        self.radius_spin.setEnabled(layer is None)
-        self.ref_button.setEnabled(True)
-        if layer is not None:
-            self._watch(layer)
+        self.radius_spin.setEnabled(self.ref_combo.currentData() is None)
         if not self._updating_combos:
             self._schedule_threshold()
 
-    def _on_reference_edit(self, event=None) -> None:
-        self._schedule_threshold()
-
-    # ------------------------------------------------------------------ reference and threshold
-    def _reference_spec(self) -> tuple[Any, float | None]:
-        """``(reference, radius_mm)`` as :func:`bmeviz.segment` takes them."""
-        layer = self.ref_combo.currentData()
-        if layer is not None:
-            return self._layer_mask(layer, "reference"), None
-        pts = self.reference_layer()
-        if pts is None or len(pts.data) == 0:
-            raise ParameterError("no reference yet: click 'Place point', then click normal marrow "
-                                 "(or draw it and pick the layer)")
-        world = pts.data_to_world(np.asarray(pts.data[-1]))
-        idx = np.asarray(self._image.world_to_data(world), float)
-        point = tuple(int(v) for v in np.rint(idx))
-        return point, float(self.radius_spin.value())
-
     def _rule_k(self) -> tuple[str, Any]:
         rule = self.rule_combo.currentText()
-        if rule == "otsu":
-            return rule, None
-        if rule == "q3-iqr" and self.auto_k.isChecked():
+        if rule == "otsu" or (rule == "q3-iqr" and self.auto_k.isChecked()):
             return rule, None
         return rule, float(self.k_spin.value())
 
     def _on_rule(self, rule: str) -> None:
         self.auto_k.setVisible(rule == "q3-iqr")
         self.k_spin.blockSignals(True)
-        if rule in _RULE_K:
-            self.k_spin.setValue(_RULE_K[rule])
+        if rule in _panel.RULE_K:
+            self.k_spin.setValue(_panel.RULE_K[rule])
         self.k_spin.blockSignals(False)
-        self.k_spin.setEnabled(rule != "otsu" and not (rule == "q3-iqr" and self.auto_k.isChecked()))
-        self._schedule_threshold()
+        self._on_auto_k(self.auto_k.isChecked())
 
     def _on_auto_k(self, on: bool) -> None:
         rule = self.rule_combo.currentText()
@@ -750,16 +601,45 @@ class BMEWidget(QWidget):
     def _schedule_threshold(self, *args) -> None:
         self._thr_timer.start()
 
-    def update_threshold(self) -> None:
-        """Recompute the reference statistics and the threshold (core), then the preview."""
-        from ..pipeline import resolve_reference
-        from ..threshold import compute_threshold
+    @property
+    def min_volume_mm3(self) -> float | None:
+        v = float(self.min_volume.value())
+        return None if v <= self.min_volume.minimum() else v
 
+    @property
+    def min_slices_value(self) -> int | None:
+        v = int(self.min_slices.value())
+        return None if v <= self.min_slices.minimum() else v
+
+    def _sync(self) -> Session:
+        """Put the controls' reference, region and options into the session (cheap when unchanged)."""
+        s = self.session
+        if s is None:
+            raise ParameterError("Open a scan first (an Image layer of a 3D volume).")
+        rule, k = self._rule_k()
+        s.set_options(rule=rule, k=k, edge=self.edge_combo.currentText(), min_volume_mm3=self.min_volume_mm3,
+                      min_slices=self.min_slices_value, reference_radius_mm=float(self.radius_spin.value()))
+        region_layer = self.region_combo.currentData()
+        s.set_region(self.region_mask(), name=None if region_layer is None else region_layer.name)
+        layer = self.ref_combo.currentData()
+        if layer is not None:
+            s.set_reference(mask=self._layer_mask(layer, "reference"), name=layer.name)
+        else:
+            pts = self.reference_layer()
+            if pts is None or len(pts.data) == 0:
+                s.clear_reference()
+            else:
+                idx = self._image.world_to_data(pts.data_to_world(np.asarray(pts.data[-1])))
+                s.set_reference(point=np.rint(np.asarray(idx, float)))
+        return s
+
+    @property
+    def threshold(self):
+        return None if self.session is None else self.session.threshold
+
+    def update_threshold(self) -> None:
+        """Recompute the reference statistics and the threshold (core, through the session), then the preview."""
         self._thr_timer.stop()
-        self.threshold = None
-        if self._volume is None:
-            self.update_preview()
-            return
         pts = self.reference_layer()
         if pts is not None:  # the ring shows the reference ball's diameter
             size = 2 * float(self.radius_spin.value())
@@ -767,35 +647,35 @@ class BMEWidget(QWidget):
                 pts.size = np.full(len(pts.data), size)
             if pts.current_size != size:
                 pts.current_size = size
-        try:
-            ref, radius = self._reference_spec()
-            ref_mask, info = resolve_reference(ref, self._volume, radius_mm=radius)
-            rule, k = self._rule_k()
-            region = self.region_mask()
-            import warnings
-
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                thr = compute_threshold(self._volume.array, reference=ref_mask, rule=rule, k=k, region=region)
-        except BmevizError as exc:
-            self._ref_spec, self._ref_radius, self._ref_error = None, None, str(exc)
-            self.stats_label.setText(str(exc))
-            self.threshold_label.setText("threshold: -")
+        if self.session is None:
             self.update_preview()
             return
-        self._ref_spec, self._ref_radius, self._ref_error = ref, radius, None
-        self.threshold = thr
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                s = self._sync()
+                thr = s.threshold
+                problem = s.threshold_error
+            except BmevizError as exc:
+                thr, problem = None, str(exc)
+        if thr is None:
+            self.stats_label.setText(problem or "No reference yet: click Place point, then normal marrow.")
+            self.threshold_label.setText("threshold: –")
+            self.update_preview()
+            return
         st = thr.stats
-        where = (f"ball of {radius:g} mm at voxel {list(info['point'])}" if info.get("kind") == "sphere"
-                 else f"{self.ref_combo.currentText()}")
+        where = (f"ball of {s.options['reference_radius_mm']:g} mm at voxel {list(s.reference_point)}"
+                 if s.reference_point is not None else repr(s.reference_name))
         self.stats_label.setText(
             f"{where}: {st.n} voxels; mean {_fmt(st.mean)}, SD {_fmt(st.sd)}, median {_fmt(st.median)}, "
             f"Q3 {_fmt(st.q3)}, IQR {_fmt(st.iqr)}, max {_fmt(st.max)}"
-            + "".join(f"\nwarning: {w.message}" for w in caught))
-        ktxt = "" if thr.k is None else f", k = {thr.k:g}"
+            + "".join(f"\nNote: {w.message}" for w in caught))
+        ktxt = "" if thr.k is None else f", k = {thr.k:.2f}"
         ratio = f" = {thr.value / st.mean:.2f} × reference mean" if st.mean else ""
         self.threshold_label.setText(f"threshold: <b>{_fmt(thr.value)}</b> ({thr.rule}{ktxt}){ratio}")
-        if rule == "q3-iqr" and self.auto_k.isChecked() and thr.k is not None:
+        if self.rule_combo.currentText() == "q3-iqr" and self.auto_k.isChecked() and thr.k is not None:
             self.k_spin.blockSignals(True)
             self.k_spin.setValue(float(thr.k))
             self.k_spin.blockSignals(False)
@@ -803,27 +683,23 @@ class BMEWidget(QWidget):
 
     # ------------------------------------------------------------------ preview
     def _current_plane(self) -> tuple[int, int] | None:
-        """(axis, index) of the slice on screen, in the image's array."""
         if self._image is None or self.viewer.dims.ndisplay != 2:
             return None
-        not_shown = [a for a in self.viewer.dims.not_displayed][-3:]
+        not_shown = list(self.viewer.dims.not_displayed)[-3:]
         if len(not_shown) != 1:
             return None
-        ndim_world = self.viewer.dims.ndim
-        axis_world = not_shown[0]
-        axis = axis_world - (ndim_world - 3)
+        axis = not_shown[0] - (self.viewer.dims.ndim - 3)
         if axis < 0:
             return None
         idx = self._image.world_to_data(self.viewer.dims.point)[axis]
-        idx = int(np.clip(np.rint(idx), 0, self._volume.shape[axis] - 1))
-        return axis, idx
+        return axis, int(np.clip(np.rint(idx), 0, self._volume.shape[axis] - 1))
 
     def update_preview(self) -> None:
         """Show voxels at or above the threshold (inside the region) on the current slice."""
         t0 = time.perf_counter()
         layer = self.preview_layer
-        want = self.preview_check.isChecked() and self.threshold is not None and self._volume is not None
-        plane = self._current_plane() if want else None
+        thr = self.session.threshold if (self.session is not None and self.preview_check.isChecked()) else None
+        plane = self._current_plane() if thr is not None else None
         if plane is None:
             if layer is not None and self._preview_plane is not None and self._preview_data is not None:
                 self._preview_data[...] = 0
@@ -843,149 +719,202 @@ class BMEWidget(QWidget):
             old[self._preview_plane[0]] = self._preview_plane[1]
             self._preview_data[tuple(old)] = 0
         sl[axis] = idx
-        img = self._volume.array[tuple(sl)]
-        above = img >= self.threshold.value
-        try:
-            region = self.region_mask()
-        except BmevizError:
-            region = None
-        if region is not None:
-            above &= region[tuple(sl)]
+        above = self._volume.array[tuple(sl)] >= thr.value
+        if self.session.region is not None:
+            above &= self.session.region[tuple(sl)]
         self._preview_data[tuple(sl)] = above
         self._preview_plane = plane
         if not layer.visible:
-            layer.visible = True  # (refreshes)
+            layer.visible = True
         else:
             self._refresh(layer)
         self.last_timing["preview_s"] = time.perf_counter() - t0
 
     @staticmethod
     def _refresh(layer) -> None:
-        """Redraw a layer whose array was changed in place (no thumbnail or extent work)."""
         try:
             layer.refresh(thumbnail=False, extent=False, highlight=False)
         except TypeError:  # older napari
             layer.refresh()
 
     def _on_step(self, event=None) -> None:
-        if self.threshold is not None and self.preview_check.isChecked():
+        if self.session is not None and self.preview_check.isChecked():
             self.update_preview()
 
+    def _contour_guard(self, event=None) -> None:
+        """Outlines in 2D, filled labels in 3D (napari draws contours in 2D only)."""
+        in2d = self.viewer.dims.ndisplay == 2
+        for layer in self.viewer.layers:
+            c2d = self._contours.get(id(layer))
+            if c2d is not None:
+                want = c2d if in2d else 0
+                if layer.contour != want:
+                    layer.contour = want
+
     def _on_ndisplay(self, event=None) -> None:
-        res = self.labels_layer
-        if res is not None:
-            res.contour = 2 if self.viewer.dims.ndisplay == 2 else 0
+        """3D: filled labels, no slice preview, camera reset; back in 2D outlines and preview return."""
+        self._contour_guard()
+        if self.viewer.dims.ndisplay != 2:
+            QTimer.singleShot(0, self.viewer.reset_view)
         self.update_preview()
 
-    # ------------------------------------------------------------------ segmentation
+    # ------------------------------------------------------------------ seeds
     def seeds(self) -> np.ndarray:
-        """The seed clicks as (n, 3) fractional voxel indices of the image."""
+        """The seed clicks as (n, 3) fractional voxel indices of the image (as on the layer)."""
         layer = self.seeds_layer()
         if layer is None or len(layer.data) == 0:
             return np.empty((0, 3))
         return np.asarray([self._image.world_to_data(layer.data_to_world(p)) for p in np.asarray(layer.data)], float)
 
-    def segment_kwargs(self, *, seeds: bool = True) -> dict:
-        """The keyword arguments this widget passes to :func:`bmeviz.segment` (for scripts and tests)."""
-        if self._volume is None:
-            raise ParameterError("open a scan first (an Image layer of a 3D volume)")
-        if self._thr_timer.isActive() or self.threshold is None:
-            self.update_threshold()
-        if self._ref_spec is None:
-            raise ParameterError(self._ref_error or "set the reference first")
-        rule, k = self._rule_k()
-        kwargs = dict(reference=self._ref_spec, region=self.region_mask(), rule=rule, k=k,
-                      edge=self.edge_combo.currentText(), min_volume_mm3=self.min_volume_mm3,
-                      min_slices=self.min_slices_value)
-        if self._ref_radius is not None:
-            kwargs["reference_radius_mm"] = self._ref_radius
-        if seeds:
-            s = self.seeds()
-            if not len(s):
-                raise ParameterError("no seeds: click 'Add seeds' and click each lesion (or use 'Find all in region')")
-            kwargs["seeds"] = s
-        return kwargs
-
-    @property
-    def min_volume_mm3(self) -> float | None:
-        v = float(self.min_volume.value())
-        return None if v <= self.min_volume.minimum() else v
-
-    @property
-    def min_slices_value(self) -> int | None:
-        v = int(self.min_slices.value())
-        return None if v <= self.min_slices.minimum() else v
+    def _show_seeds(self) -> None:
+        """The seeds layer as the session holds them, numbered 1, 2, ... as the user counts."""
+        layer = self.seeds_layer(create=bool(self.session and self.session.seeds))
+        if layer is None or self.session is None:
+            return
+        pts = np.asarray(self.session.seeds, float).reshape(-1, 3)
+        world = np.asarray([self._image.data_to_world(p) for p in pts]).reshape(-1, 3)
+        data = np.asarray([layer.world_to_data(w) for w in world]).reshape(-1, 3)
+        self._writing = True
+        try:
+            with layer.events.data.blocker():
+                if len(data) != len(layer.data) or not np.allclose(data, layer.data):
+                    layer.data = data
+                layer.features = {"n": np.arange(1, len(data) + 1)}
+                layer.refresh()
+        finally:
+            self._writing = False
 
     def _on_seeds(self, event=None) -> None:
+        if self._writing or self.session is None:
+            return
         action = str(getattr(event, "action", "added"))
-        if not action.endswith(("added", "removed", "changed")) or not self.auto_grow.isChecked():
+        if not action.endswith(("added", "removed", "changed")):
             return
-        layer = self.seeds_layer()
-        if layer is not None and len(layer.data) == 0:
-            if self.labels_layer is not None:
-                self._apply_labels(np.zeros(self._volume.shape, np.int32))
-            self.result = None
-            self._show_table(None)
-            return
-        if self._ref_spec is None and self.threshold is None and self.ref_combo.currentData() is None:
-            pts = self.reference_layer()
-            if pts is None or len(pts.data) == 0:
-                self.status_label.setText("Seed added. Set the reference (normal marrow) to grow.")
-                return
-        self.grow()
-
-    def grow(self) -> None:
-        """Outline the lesions from the seeds (core :func:`bmeviz.segment`, in a worker)."""
-        self._start_segment(seeds=True)
-
-    def find_all(self) -> None:
-        """Every above-threshold lesion in the region (no seeds)."""
-        self._start_segment(seeds=False)
-
-    def _start_segment(self, *, seeds: bool) -> None:
+        t0 = time.perf_counter()
+        pts = self.seeds()
+        s = self.session
+        old = np.asarray(s.seeds, float).reshape(-1, 3)
         try:
-            kwargs = self.segment_kwargs(seeds=seeds)
+            self._sync()
+        except BmevizError as exc:
+            self._show_seeds()
+            return self._error(str(exc))
+        grow = self.auto_grow.isChecked() and s.has_reference
+        try:
+            if len(pts) == len(old) + 1 and np.allclose(pts[:-1], old):
+                s.add_seed(pts[-1], grow=grow)
+            else:
+                s.set_seeds(pts, grow=grow)
+        except BmevizError as exc:
+            self._show_seeds()  # the refused click disappears at once
+            return self._error(str(exc))
+        self._after_change(t0)
+        if not s.has_reference and s.seeds:
+            self.status_label.setText(f"Seed {len(s.seeds)} added. Set the reference (normal marrow) to grow.")
+
+    def remove_seed(self, index: int | None = None) -> None:
+        """Remove seed ``index`` (0-based; None: the last) and outline again."""
+        if self.session is None or not self.session.seeds:
+            return self._error("No seed to remove.")
+        t0 = time.perf_counter()
+        try:
+            self._sync()
+            self.session.remove_seed(index, grow=self.session.has_reference)
         except BmevizError as exc:
             return self._error(str(exc))
-        n = len(kwargs.get("seeds", []))
-        what = f"growing from {n} seed{'s' if n != 1 else ''}" if seeds else "finding all lesions in the region"
-        self._request += 1
-        self._t_request = time.perf_counter()
-        self._run(_segment_job, (self._volume, kwargs), on_done=self._segment_done, what=what,
-                  tag=(self._request, self._image))
+        self._after_change(t0)
 
-    def _segment_done(self, out, tag) -> None:
-        request, image = tag
-        if request != self._request or image is not self._image:
-            return  # a newer request (or another image) superseded this one
+    def remove_selected_seeds(self) -> None:
+        layer = self.seeds_layer()
+        chosen = sorted(getattr(layer, "selected_data", set()) or set()) if layer is not None else []
+        if not chosen:
+            return self._error("No seed selected: select seeds in the 'BME seeds' layer (select mode) first.")
+        keep = [q for i, q in enumerate(self.session.seeds) if i not in set(chosen)]
+        t0 = time.perf_counter()
+        try:
+            self._sync()
+            self.session.set_seeds(keep, grow=self.session.has_reference)
+        except BmevizError as exc:
+            return self._error(str(exc))
+        self._after_change(t0)
+
+    # ------------------------------------------------------------------ segmentation
+    def segment_kwargs(self, *, seeds: bool = True) -> dict:
+        """The keyword arguments :func:`bmeviz.segment` gets (for scripts and tests)."""
+        s = self._sync()
+        return s.segment_kwargs(seeds=None if seeds else ())
+
+    def grow(self) -> None:
+        """Outline the lesions again from the seeds."""
+        t0 = time.perf_counter()
+        try:
+            self._sync().grow()
+        except BmevizError as exc:
+            return self._error(str(exc))
+        self._after_change(t0)
+
+    def find_all(self) -> None:
+        """Every above-threshold lesion in the region (no seeds), in a worker."""
+        try:
+            kwargs = self.segment_kwargs(seeds=False)
+        except BmevizError as exc:
+            return self._error(str(exc))
+        self._run(_find_all_job, (self._volume, kwargs), on_done=self._found_all,
+                  what="finding all lesions in the region", tag=self.session)
+
+    def _found_all(self, out, session) -> None:
+        if session is not self.session:
+            return
         res, seconds = out
-        self.result = res
-        self._apply_labels(res.labels)
-        self._show_table(res.table)
-        # the layer now holds res.labels: its fingerprint from the table, without a pass over the volume
-        t = res.table
-        self._shown_fingerprint = (res.labels.shape, int(t["voxels"].sum()),
-                                   int((t["lesion_id"].astype("int64") * t["voxels"]).sum()))
-        tot = res.totals
+        session.apply_result(res, what="found all in region")
         self.last_timing["segment_s"] = seconds
-        self.last_timing["click_to_labels_s"] = time.perf_counter() - self._t_request
-        self.status_label.setText(f"{tot['n_lesions']} lesion(s), {tot['total_volume_ml']:.3f} mL "
-                                  f"(threshold {_fmt(res.threshold.value)}, {seconds * 1000:.0f} ms)")
-        for m in res.messages:  # what the core noted and did not already warn about
-            if m not in self._warned:
-                self._warn(m)
+        self._after_change(None)
 
-    def _apply_labels(self, labels: np.ndarray) -> None:
-        """Write ``labels`` into the BME layer as one undoable edit (napari's Labels history)."""
+    def undo(self) -> None:
+        if self.session is not None and self.session.undo():
+            self._after_change(None)
+            self.status_label.setText("Undone. " + self.status_label.text())
+
+    def redo(self) -> None:
+        if self.session is not None and self.session.redo():
+            self._after_change(None)
+
+    def _after_change(self, t0: float | None) -> None:
+        """Show what the session holds now: the changed box of the labels, seeds, table, totals."""
+        s = self.session
+        t1 = time.perf_counter()
+        self._show_labels(s.last_box)
+        if t0 is not None:
+            self.last_timing["click_to_labels_s"] = time.perf_counter() - t0
+            self.last_timing["layer_update_s"] = time.perf_counter() - t1
+        self._show_seeds()
+        self._show_result()
+        for m in s.warnings:  # what the core warned about in this step (seeds numbered from 1)
+            self._warn(m)
+        s.warnings = ()
+        t2 = time.perf_counter()
+        try:
+            s.autosave()
+        except OSError as exc:
+            self._warn(f"Autosave failed ({exc}); save the session by hand.")
+        self.last_timing["autosave_s"] = time.perf_counter() - t2
+
+    def _show_labels(self, box) -> None:
+        """Write the session's labels into the BME layer: only the changed box, then one refresh."""
         from napari.utils.colormaps import DirectLabelColormap
 
         from ..plot import lesion_colors
 
-        layer = self._helper(_ROLE_RESULT, create=True)
-        data = layer.data
-        new = np.asarray(labels)
-        changed = self._changed_indices(data, new)
-        n = int(new.max()) if new.size else 0
+        s = self.session
+        layer = self.labels_layer
+        if layer is None:
+            if not s.labels.any():
+                return
+            layer = self._helper(_ROLE_RESULT, create=True)
+            box = tuple(slice(0, n) for n in s.labels.shape)
+        if box is None:
+            return
+        n = int(s.labels[box].max()) if s.labels[box].size else 0
         record = layer.metadata[KEY]
         if n > record.get("n_colors", 0):  # one colour per lesion id, as in overlay.png and the table
             colors = lesion_colors(max(n, 10))
@@ -993,106 +922,126 @@ class BMEWidget(QWidget):
             cmap.update({i: (*colors[i - 1], 1.0) for i in range(1, len(colors) + 1)})
             layer.colormap = DirectLabelColormap(color_dict=cmap)
             record["n_colors"] = len(colors)
-        if changed[0].size:
-            layer.data_setitem(changed, new[changed].astype(data.dtype))
-        contour = 2 if self.viewer.dims.ndisplay == 2 else 0
-        if layer.contour != contour:
-            layer.contour = contour
-
-    @staticmethod
-    def _changed_indices(old: np.ndarray, new: np.ndarray) -> tuple:
-        """Indices where ``new`` differs from ``old``, searched only in the slices that differ."""
-        diff = old != new
-        hit = np.flatnonzero(diff.reshape(diff.shape[0], -1).any(axis=1))
-        if hit.size == 0:
-            return tuple(np.empty(0, np.intp) for _ in range(3))
-        lo, hi = int(hit[0]), int(hit[-1]) + 1
-        idx = np.nonzero(diff[lo:hi])
-        return (idx[0] + lo, idx[1], idx[2])
-
-    @staticmethod
-    def _fingerprint(data) -> tuple:
-        arr = np.asarray(data)
-        return (arr.shape, int(np.count_nonzero(arr)), int(arr.sum(dtype=np.int64)))
-
-    def _on_labels_edit(self, event=None) -> None:
-        if self.labels_layer is not None:
-            self._edit_timer.start()
-
-    def _check_labels_edited(self) -> None:
-        """If the BME layer no longer shows the table's lesions (painted, undone), measure it again."""
-        layer = self.labels_layer
-        if layer is None or self._volume is None:
-            return
-        if self.busy:  # look again when the running job is done
-            self._edit_timer.start()
-            return
-        fp = self._fingerprint(layer.data)
-        if fp == self._shown_fingerprint:
-            return
-        labels = np.array(layer.data, copy=True)
-        stats = None if self.threshold is None else self.threshold.stats
+        self._writing = True
         try:
-            region = self.region_mask()
-        except BmevizError:
-            region = None
-        self._shown_fingerprint = fp
-        self._run(_measure_job, (labels, self._volume, stats, region), on_done=self._measured,
-                  what="measuring the edited labels", tag=self._image)
+            layer.data[box] = s.labels[box]
+            self._refresh(layer)
+        finally:
+            self._writing = False
 
-    def _measured(self, out, image) -> None:
-        labels, table = out
-        if image is not self._image:
+    # ------------------------------------------------------------------ hand edits
+    def _on_brush(self, event=None) -> None:
+        if not self._writing:
+            self._edit_timer.start()
+
+    def _take_brush_edit(self) -> None:
+        layer = self.labels_layer
+        if layer is None or self.session is None:
             return
-        self.table = table
-        self._show_table(table, edited=True)
+        if self.session.set_labels(np.asarray(layer.data)):
+            self.session.last_box = None  # the layer already shows it
+            self._after_change(None)
+
+    def _selected_ids(self) -> list[int]:
+        rows = sorted({i.row() for i in self.table_widget.selectionModel().selectedRows()})
+        t = self.session.table if self.session is not None else None
+        return [] if t is None else [int(t.iloc[r]["lesion_id"]) for r in rows if r < len(t)]
+
+    def _edit(self, fn, need: int) -> None:
+        ids = self._selected_ids()
+        if len(ids) < need:
+            return self._error("Select " + ("a lesion" if need == 1 else "two or more lesions") + " in the table first.")
+        try:
+            fn(ids)
+        except BmevizError as exc:
+            return self._error(str(exc))
+        self._after_change(None)
+
+    def delete_selected(self) -> None:
+        self._edit(lambda ids: [self.session.delete_lesion(i) for i in ids], 1)
+
+    def merge_selected(self) -> None:
+        self._edit(self.session.merge_lesions, 2)
+
+    def split_selected(self) -> None:
+        self._edit(lambda ids: self.session.split_lesion(ids[0]), 1)
 
     # ------------------------------------------------------------------ table
-    def _show_table(self, table, *, edited: bool = False) -> None:
-        from ..lesions import summarize
+    @property
+    def table(self):
+        return None if self.session is None else self.session.table
+
+    @property
+    def result(self):
+        """The last Result with the labels as shown (hand edits included)."""
+        return None if self.session is None else self.session.current_result()
+
+    def _current_result(self):
+        return self.result
+
+    def _show_result(self) -> None:
+        """Table, total and status from the session (one source: they always agree)."""
         from ..plot import lesion_colors
 
-        self.table = table
+        s = self.session
+        table = None if s is None else s.table
         tw = self.table_widget
         tw.blockSignals(True)
         tw.setRowCount(0)
+        self._update_buttons()
         if table is None or len(table) == 0:
             tw.blockSignals(False)
-            self.total_label.setText("total: no lesion" if table is not None else "total: -")
+            self.total_label.setText("total: no lesion" if table is not None else "total: –")
+            if s is None or table is None:
+                self.status_label.setText("" if s is None else self.status_label.text())
             return
         colors = lesion_colors(int(table["lesion_id"].max()))
         tw.setRowCount(len(table))
         for r, row in enumerate(table.itertuples(index=False)):
             lid = int(row.lesion_id)
             ratio = row.ratio_to_reference
-            cells = [str(lid), f"{row.volume_ml:.3f}", "-" if not np.isfinite(ratio) else f"{ratio:.2f}",
+            cells = [str(lid), f"{row.volume_ml:.3f}", "–" if not np.isfinite(ratio) else f"{ratio:.2f}",
                      f"{int(row.first_slice)}–{int(row.last_slice)}"]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 if c == 0:
-                    rgb = colors[lid - 1] if lid - 1 < len(colors) else (1, 1, 1)
-                    item.setBackground(QColor.fromRgbF(*[float(v) for v in rgb[:3]]))
+                    item.setBackground(QColor.fromRgbF(*[float(v) for v in colors[lid - 1][:3]]))
                     item.setForeground(QColor("black"))
                 tw.setItem(r, c, item)
         tw.blockSignals(False)
-        tot = summarize(table)
+        tot = s.totals
         frac = tot.get("bme_fraction_of_region")
         self.total_label.setText(
             f"total: {tot['n_lesions']} lesion(s), <b>{tot['total_volume_ml']:.3f} mL</b>"
             + (f", {100 * frac:.2f}% of the region" if frac is not None else "")
-            + (" (labels edited by hand)" if edited else ""))
+            + (" (labels edited by hand)" if s.edited else ""))
+        thr = s.result.threshold.value if s.result is not None else None
+        self.status_label.setText(f"{s.last_action[:1].upper()}{s.last_action[1:]}: {tot['n_lesions']} lesion(s), "
+                                  f"{tot['total_volume_ml']:.3f} mL (threshold {_fmt(thr)})")
+
+    def _update_buttons(self) -> None:
+        s = self.session
+        self.undo_button.setEnabled(bool(s and s.can_undo))
+        self.redo_button.setEnabled(bool(s and s.can_redo))
+        has = bool(s and s.table is not None and len(s.table))
+        for b in (self.delete_button, self.merge_button, self.split_button):
+            b.setEnabled(has)
+        self.remove_last_button.setEnabled(bool(s and s.seeds))
+        self.remove_selected_button.setEnabled(bool(s and s.seeds))
+        self.export_button.setEnabled(bool(s and s.result is not None) and not self.busy)
 
     def _on_row_selected(self) -> None:
-        rows = self.table_widget.selectionModel().selectedRows()
-        if rows:
-            self.jump_to(int(self.table.iloc[rows[0].row()]["lesion_id"]))
+        ids = self._selected_ids()
+        if len(ids) == 1:
+            self.jump_to(ids[0])
 
     def jump_to(self, lesion_id: int) -> None:
         """Show lesion ``lesion_id``: its centroid slice, centred, the label selected."""
-        if self.table is None or self._image is None:
+        t = self.table
+        if t is None or self._image is None:
             return
-        row = self.table[self.table["lesion_id"] == lesion_id]
+        row = t[t["lesion_id"] == lesion_id]
         if row.empty:
             return
         r = row.iloc[0]
@@ -1102,79 +1051,129 @@ class BMEWidget(QWidget):
         point = list(self.viewer.dims.point)
         point[nd - 3:] = world
         self.viewer.dims.point = point
-        shown = list(self.viewer.dims.displayed)
-        self._camera().center = tuple(point[a] for a in shown)
-        layer = self.labels_layer
-        if layer is not None:
-            layer.selected_label = int(lesion_id)
+        self._camera().center = tuple(point[a] for a in self.viewer.dims.displayed)
+        if self.labels_layer is not None:
+            self.labels_layer.selected_label = int(lesion_id)
 
-    # ------------------------------------------------------------------ export
+    # ------------------------------------------------------------------ sessions and export
+    def save_session(self, path: str | os.PathLike | None = None) -> Path | None:
+        """Save the session (seeds, reference, region, options, labels) to a small JSON file."""
+        if self.session is None:
+            return self._error("Nothing to save: open a scan first.")
+        if path is None:
+            path = QFileDialog.getSaveFileName(self, "Save the session", f"session{SESSION_SUFFIX}",
+                                               f"bmeviz sessions (*{SESSION_SUFFIX})")[0]
+            if not path:
+                return None
+        self._sync()
+        out = self.session.save(path)
+        self._info(f"Session saved: {Path(out).name}")
+        return out
+
+    def load_session(self, path: str | os.PathLike | None = None) -> None:
+        """Reload a session onto the current scan (the same grid): labels exactly as saved."""
+        if self._image is None:
+            return self._error("Open the scan the session belongs to first, then load the session.")
+        if path is None:
+            path = QFileDialog.getOpenFileName(self, "Load a session", "", f"bmeviz sessions (*{SESSION_SUFFIX})")[0]
+            if not path:
+                return
+        try:
+            s = Session.load(path, volume=self._volume)
+        except BmevizError as exc:
+            return self._error(str(exc))
+        old = self.session
+        s.autosave_path, s.autosave_now = old.autosave_path, False
+        s.source, s.series = old.source or s.source, old.series or s.series
+        self.session = self._sessions[str(self._image.unique_id)] = s
+        self._restore_controls(s)
+        s.last_box = tuple(slice(0, n) for n in s.labels.shape)
+        self._after_change(None)
+        self._info(f"Session loaded: {len(s.seeds)} seed(s), {s.totals['n_lesions'] if s.totals else 0} lesion(s)")
+
+    def _restore_controls(self, s: Session) -> None:
+        """Controls and mask layers from a loaded session (masks as Labels layers if not open)."""
+        from ._layers import labels_kwargs, mask_style
+
+        o = s.options
+        self.rule_combo.setCurrentText(str(o.get("rule")))
+        self.auto_k.setChecked(o.get("k") is None)
+        if o.get("k") is not None:
+            self.k_spin.setValue(float(o["k"]))
+        self.edge_combo.setCurrentText(str(o.get("edge")))
+        self.min_volume.setValue(-1.0 if o.get("min_volume_mm3") is None else float(o["min_volume_mm3"]))
+        self.min_slices.setValue(0 if o.get("min_slices") is None else int(o["min_slices"]))
+        self.radius_spin.setValue(float(o.get("reference_radius_mm") or 8.0))
+        for mask, name, combo in ((s.region, s.region_name, self.region_combo),
+                                  (s.reference_mask, s.reference_name, self.ref_combo)):
+            if mask is None:
+                continue
+            layer = next((ly for ly in self._mask_layers(shapes=False) if ly.name == name
+                          and np.array_equal(np.asarray(ly.data) > 0, mask)), None)
+            if layer is None:
+                nm = name or "mask"
+                layer = self.viewer.add_labels(mask.astype(np.uint8), **labels_kwargs(self._volume, name=nm),
+                                               **mask_style(nm))
+            self._refresh_layer_choices()
+            combo.setCurrentIndex(max(0, combo.findText(layer.name)))
+        if s.reference_point is not None:
+            self.ref_combo.setCurrentIndex(0)
+            pts = self.reference_layer(create=True)
+            pts.data = [list(self._image.world_to_data(self._image.data_to_world(s.reference_point)))]
+        self.update_threshold()
+
     def export(self, folder: str | Path | None = None) -> None:
-        """Write the result like ``bmeviz segment`` (:meth:`bmeviz.Result.save`): mask on the source
-        grid, lesions.csv, provenance.json, overlay.png. Hand edits of the BME layer are included."""
-        if self.result is None:
-            return self._error("nothing to export yet: set a reference, click lesions and Grow")
+        """Write what ``bmeviz segment`` writes (:meth:`bmeviz.Result.save`), report.html, a DICOM SEG
+        for DICOM scans and the session file; hand edits included."""
+        res = self.result
+        if res is None:
+            return self._error("Nothing to export yet: set a reference, click the lesions (or Find all).")
         if folder is None:
             folder = QFileDialog.getExistingDirectory(self, "Export BME results to a folder")
             if not folder:
                 return
-        layer = self.labels_layer
-        labels = None if layer is None else np.array(layer.data, copy=True)
-        self._run(_save_job, (self.result, labels, str(folder)), on_done=self._exported, what="exporting")
-
-    def _current_result(self):
-        """The last Result, with the labels as they are in the BME layer (hand edits included)."""
-        layer = self.labels_layer
-        if layer is None or self.result is None:
-            return self.result
-        return _edited_result(self.result, np.array(layer.data, copy=True))
+        record = self.session.to_dict()
+        record["image"]["source"] = None  # folder names carry patient names: the export does not
+        meta = self._image.metadata.get(KEY, {})
+        source = {"source": (meta.get("volume_metadata") or {}).get("source"), "path": meta.get("path"),
+                  "series_key": meta.get("series_key")}
+        study = self.study_edit.text().strip() or None
+        self._run(_export_job, (res, str(folder), study, record, source), on_done=self._exported, what="exporting")
 
     def _exported(self, paths: dict) -> None:
         self.exported = paths
         folder = Path(next(iter(paths.values()))).parent
-        self._info(f"bmeviz: wrote {', '.join(Path(p).name for p in paths.values())} to {folder}")
+        self._info(f"Exported {', '.join(Path(p).name for p in paths.values())} to {folder}")
 
     # ------------------------------------------------------------------ workers
     @property
     def busy(self) -> bool:
-        """True while a worker (segmentation, loading, export, measuring) runs or is queued."""
+        """True while a worker (find all, loading, export) runs or is queued."""
         return self._worker is not None or bool(self._pending)
 
     def _run(self, fn, args: tuple, *, on_done, what: str, tag: Any = None) -> None:
-        """Run ``fn(*args)`` in a worker thread; one at a time, the latest request queued."""
-        if self._worker is not None:  # one at a time: a newer job of the same kind replaces the queued one
+        if self._worker is not None:
             self._pending = [job for job in self._pending if job[0] is not fn] + [(fn, args, on_done, what, tag)]
             return
         from napari.qt.threading import create_worker
 
-        self._warned = set()
-        self._on_done = (on_done, tag)
         worker = create_worker(fn, *args, _ignore_errors=True)
-        # bound methods only: PyQt drops them if the widget is deleted while the worker runs
+        self._on_done = (on_done, tag)
         worker.returned.connect(self._deliver)
         worker.errored.connect(self._on_error)
-        worker.warned.connect(self._on_warned)
+        worker.warned.connect(lambda w: self._warn(str(w[0] if w else "")))
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        # the busy bar only for work that lasts: its animation repaints the window, which on
-        # software OpenGL (Xvfb, remote desktops) slows a quick grow down three times
         if not self.progress.isVisible():
             self._progress_timer.start()
-        self._busy_text = what + "…"
-        # start once the event loop is back: napari first draws what the click changed (the new
-        # seed), so the drawing and the worker do not fight for the CPU (on software OpenGL a
-        # repaint takes tens of ms of CPU)
+        self._busy_text = what[:1].upper() + what[1:] + "…"
         QTimer.singleShot(0, worker.start)
 
     def _deliver(self, out) -> None:
         on_done, tag = self._on_done
-        if tag is None:
-            on_done(out)
-        else:
-            on_done(out, tag)
+        on_done(out) if tag is None else on_done(out, tag)
 
     def _show_busy(self) -> None:
-        """Work that lasts: show the busy bar and say what runs; the buttons wait."""
         if self._worker is None:
             return
         self.progress.setVisible(True)
@@ -1191,8 +1190,9 @@ class BMEWidget(QWidget):
         self._progress_timer.stop()
         if self.progress.isVisible():
             self.progress.setVisible(False)
-            for b in (self.grow_button, self.find_button, self.export_button):
+            for b in (self.grow_button, self.find_button):
                 b.setEnabled(True)
+        self._update_buttons()
         if self.status_label.text().endswith("…"):
             self.status_label.setText("")
 
@@ -1201,24 +1201,28 @@ class BMEWidget(QWidget):
             self._error(str(exc))
         else:
             log.error("bmeviz widget: unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
-            self._error(f"unexpected {type(exc).__name__}: {exc}")
-
-    def _on_warned(self, w: tuple) -> None:
-        message = str(w[0] if w else "")
-        self._warned.add(message)
-        self._warn(message)
+            self._error(f"Unexpected {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ notifications
+    @staticmethod
+    def _reason_first(message: str) -> str:
+        """Messages start with the reason: a leading path (``/long/path/x: reason``) goes to the end."""
+        head, sep, rest = message.partition(": ")
+        if sep and ("/" in head or "\\" in head) and rest:
+            return f"{rest[:1].upper()}{rest[1:]} ({Path(head.split(' (')[0]).name})"
+        return message[:1].upper() + message[1:]
+
     def _error(self, message: str) -> None:
         from napari.utils.notifications import show_error
 
-        self.status_label.setText(f"error: {message}")
+        message = self._reason_first(message)
+        self.status_label.setText(message)
         show_error(message)
 
     def _warn(self, message: str) -> None:
         from napari.utils.notifications import show_warning
 
-        show_warning(message)
+        show_warning(self._reason_first(message))
 
     def _info(self, message: str) -> None:
         from napari.utils.notifications import show_info
