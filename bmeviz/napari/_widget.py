@@ -59,6 +59,18 @@ def _role(layer) -> str | None:
     return (getattr(layer, "metadata", None) or {}).get(KEY, {}).get("role")
 
 
+def _uid(layer) -> str:
+    """A layer's identity (the plugin gets proxies of layers: ``id()`` differs between them)."""
+    return str(layer.unique_id)
+
+
+def _same(a, b) -> bool:
+    """The same napari layer (or both None), whether raw layers or the plugin's proxies."""
+    if a is None or b is None:
+        return a is b
+    return _uid(a) == _uid(b)
+
+
 def _owner(layer) -> str | None:
     return (getattr(layer, "metadata", None) or {}).get(KEY, {}).get("image")
 
@@ -123,8 +135,8 @@ class BMEWidget(QWidget):
         self._updating_combos = False
         self._writing = False  # True while the widget itself writes a layer
         self.last_timing: dict[str, float] = {}
-        self._watched: set[int] = set()
-        self._contours: dict[int, int] = {}  # id(layer) -> its 2D contour
+        self._watched: set[str] = set()
+        self._contours: dict[str, int] = {}  # layer unique_id -> its 2D contour
         self.exported: dict | None = None
         _panel.build(self)
         self._timers()
@@ -211,8 +223,6 @@ class BMEWidget(QWidget):
         if layer is not None and event.type == "inserted":
             layer.events.name.connect(self._refresh_layer_choices)
             self._style_mask(layer)
-        if layer is not None and event.type == "removed" and layer is self._image:
-            self._image = None  # the scan is gone: so are its stats, table and totals
         self._refresh_layer_choices(inserted=layer if getattr(event, "type", "") == "inserted" else None)
 
     def _style_mask(self, layer) -> None:
@@ -220,7 +230,7 @@ class BMEWidget(QWidget):
         from napari.layers import Labels
 
         if isinstance(layer, Labels) and _role(layer) is None and mask_role(layer.name) == "region":
-            self._contours[id(layer)] = 1
+            self._contours[_uid(layer)] = 1
             layer.contour = 1 if self.viewer.dims.ndisplay == 2 else 0
 
     def _set_combo(self, combo, items: list[tuple[str, Any]], current: Any) -> None:
@@ -228,7 +238,7 @@ class BMEWidget(QWidget):
         combo.clear()
         for text, data in items:
             combo.addItem(text, data)
-        idx = next((i for i, (_, d) in enumerate(items) if d is current), 0 if items else -1)
+        idx = next((i for i, (_, d) in enumerate(items) if _same(d, current)), 0 if items else -1)
         combo.setCurrentIndex(idx)
         combo.blockSignals(False)
 
@@ -238,19 +248,20 @@ class BMEWidget(QWidget):
         self._updating_combos = True
         try:
             images = self._image_layers()
-            current = self._image if self._image in images else (images[-1] if images else None)
+            current = next((ly for ly in images if _same(ly, self._image)), images[-1] if images else None)
             self._set_combo(self.image_combo, [(ly.name, ly) for ly in images], current)
             masks = [ly for ly in self._mask_layers(shapes=True) if self._on_grid(ly, current)]
             ref_now = self.ref_combo.currentData() if self.ref_combo.count() else None
-            if ref_now is not None and ref_now not in self.viewer.layers:
+            if ref_now is not None and not any(_same(ref_now, ly) for ly in masks):
                 ref_now = None
             if ref_now is None and not self._has_point_reference():
                 ref_now = next((ly for ly in masks if mask_role(ly.name) == "reference"), None)
             self._set_combo(self.ref_combo, [(_panel.POINT, None)] + [(ly.name, ly) for ly in masks], ref_now)
-            regions = [ly for ly in masks if _role(ly) != _ROLE_DRAWN and ly is not ref_now
-                       and ly in self._mask_layers(shapes=False)]
+            labels_only = {_uid(ly) for ly in self._mask_layers(shapes=False)}
+            regions = [ly for ly in masks if _role(ly) != _ROLE_DRAWN and not _same(ly, ref_now)
+                       and _uid(ly) in labels_only]
             reg_now = self.region_combo.currentData() if self.region_combo.count() else None
-            if reg_now is not None and reg_now not in self.viewer.layers:
+            if reg_now is not None and not any(_same(reg_now, ly) for ly in regions):
                 reg_now = None
             if reg_now is None:  # guess again whenever a layer appears, not only with the image
                 reg_now = next((ly for ly in regions if mask_role(ly.name) == "region"), None)
@@ -260,7 +271,7 @@ class BMEWidget(QWidget):
         for layer in (self.ref_combo.currentData(), self.region_combo.currentData()):
             if layer is not None:
                 self._watch(layer)
-        if current is not self._image or self._volume is None and current is not None:
+        if not _same(current, self._image) or (self._volume is None and current is not None):
             self.set_image(current)
         else:
             self._schedule_threshold()
@@ -283,7 +294,7 @@ class BMEWidget(QWidget):
 
     def set_image(self, layer) -> None:
         """Segment ``layer`` (a 3D napari Image layer); each image keeps its own session."""
-        if layer is self._image and self._volume is not None:
+        if _same(layer, self._image) and self._volume is not None:
             return
         self._image, self._volume, self.session = layer, None, None
         self._mask_cache.clear()
@@ -442,7 +453,7 @@ class BMEWidget(QWidget):
         if role == _ROLE_RESULT:
             layer = self.viewer.add_labels(np.zeros(self._volume.shape, np.int32), name=self._unique("BME"),
                                            opacity=1.0, **common)
-            self._contours[id(layer)] = 2
+            self._contours[_uid(layer)] = 2
             layer.contour = 2 if self.viewer.dims.ndisplay == 2 else 0
             layer.events.paint.connect(self._on_brush)
             layer.events.set_data.connect(self._on_brush)
@@ -517,9 +528,9 @@ class BMEWidget(QWidget):
         return self._helper(_ROLE_PREVIEW)
 
     def _watch(self, layer) -> None:
-        if id(layer) in self._watched:
+        if _uid(layer) in self._watched:
             return
-        self._watched.add(id(layer))
+        self._watched.add(_uid(layer))
         role = _role(layer)
         if role == _ROLE_SEEDS:
             layer.events.data.connect(self._on_seeds)
@@ -535,7 +546,7 @@ class BMEWidget(QWidget):
         """A bool mask on the image grid from a Labels or Shapes layer (cached until edited)."""
         from napari.layers import Shapes
 
-        key = (id(layer), what)
+        key = (_uid(layer), what)
         if key in self._mask_cache:
             return self._mask_cache[key]
         self._watch(layer)
@@ -560,7 +571,7 @@ class BMEWidget(QWidget):
     def _on_mask_edit(self, event=None) -> None:
         layer = getattr(event, "source", None)
         if layer is not None:
-            for key in [k for k in self._mask_cache if k[0] == id(layer)]:
+            for key in [k for k in self._mask_cache if k[0] == _uid(layer)]:
                 del self._mask_cache[key]
         self._schedule_threshold()
 
@@ -745,7 +756,7 @@ class BMEWidget(QWidget):
         """Outlines in 2D, filled labels in 3D (napari draws contours in 2D only)."""
         in2d = self.viewer.dims.ndisplay == 2
         for layer in self.viewer.layers:
-            c2d = self._contours.get(id(layer))
+            c2d = self._contours.get(_uid(layer))
             if c2d is not None:
                 want = c2d if in2d else 0
                 if layer.contour != want:

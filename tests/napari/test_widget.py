@@ -109,7 +109,7 @@ def test_widget_end_to_end_matches_segment_and_truth(phantom_viewer, phantom_sam
     assert names >= {"bme_mask.nii.gz", "lesions.csv", "provenance.json", "overlay.png", "report.html",
                      "session.bmeviz-session.json"}
     assert "bme_seg.dcm" not in names  # a NIfTI source: no DICOM SEG
-    assert "<title>Phantom study A" in (out / "report.html").read_text()
+    assert "<title>BME report: Phantom study A</title>" in (out / "report.html").read_text()
     mask_img = nib.load(out / "bme_mask.nii.gz")
     assert np.allclose(mask_img.affine, nib.load(sample_path("phantom_stir.nii.gz")).affine, atol=1e-5)
     assert np.array_equal(bmeviz.load(out / "bme_mask.nii.gz").array, res.labels)
