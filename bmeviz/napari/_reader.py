@@ -269,8 +269,8 @@ def read(path: Any, *, series: Any = None, echo: float | None = None) -> list[tu
         path = path[0]
     p = Path(os.fspath(path))
     if p.is_dir() and not looks_like_dicom(p) and not any(p.glob("**/*.dcm")):
-        raise UnreadableFileError(f"{p.name}: no DICOM images in this folder (bmeviz opens DICOM folders, "
-                                  "DICOM files and NIfTI); is this the right folder?")
+        raise UnreadableFileError(f"No DICOM images in the folder {p.name!r} (bmeviz opens DICOM folders, "
+                                  "DICOM files and NIfTI): is this the right folder?")
     if p.is_file() and not p.name.lower().endswith(_NIFTI):
         seg = _read_seg(p)
         if seg is not None:
