@@ -1,5 +1,8 @@
 """A segmentation session without Qt: image, reference, region, seeds, result, hand edits, undo.
 
+(About 650 lines, above the ~600 guideline: the history, the lesion edits and the file
+format act on the same steps and change together.)
+
 The napari widget is a view over a :class:`Session`; scripts and tests drive the same
 object without a screen. Every measurement is the core's (:func:`bmeviz.segment`,
 :func:`bmeviz.lesions.lesion_table`); the session only keeps the inputs, the history and
