@@ -584,14 +584,26 @@ class Session:
             "options": jsonable(self.options),
             "reference": {"name": self.reference_name,
                           "point": None if self.reference_point is None else list(self.reference_point),
-                          "mask": _pack(self.reference_mask)},
-            "region": {"name": self.region_name, "mask": _pack(self.region)},
+                          "mask": self._packed(self.reference_mask)},
+            "region": {"name": self.region_name, "mask": self._packed(self.region)},
             "seeds": [list(s) for s in self.seeds],
             "mode": None if self.result is None else self.result.params.get("mode"),
             "edited": self.edited,
             "labels": _pack(self.labels),
             "totals": jsonable(self.totals),
         }
+
+    def _packed(self, mask: np.ndarray | None) -> dict | None:
+        """:func:`_pack` of a mask that does not change between steps, computed once (autosave
+        after every click must not compress the whole region again)."""
+        if mask is None:
+            return None
+        cache = self.__dict__.setdefault("_pack_cache", {})
+        key = id(mask)
+        if key not in cache or cache[key][0] is not mask:
+            cache.clear() if len(cache) > 4 else None
+            cache[key] = (mask, _pack(mask))
+        return cache[key][1]
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the session to ``path`` (JSON, atomically); returns the path."""
