@@ -43,6 +43,16 @@ def _check(path: Path, minimum: float = 0.35) -> float:
     return share
 
 
+def _shrink(path: Path, limit: int = 280_000) -> int:
+    """Keep a docs picture under ~300 kB: above ``limit`` it is saved with a 256-colour palette."""
+    from PIL import Image
+
+    if path.stat().st_size > limit:
+        with Image.open(path) as im:
+            im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path.stat().st_size
+
+
 def _sij_seeds():
     """A click in each of the three largest lesions of reader R11 on SIJ 1013 (None without the data)."""
     import numpy as np
@@ -105,7 +115,7 @@ def main() -> int:
         shots.append(out)
 
     for path in shots:
-        print(f"{path.relative_to(ROOT)}: {_check(path):.0%} non-black pixels")
+        print(f"{path.relative_to(ROOT)}: {_check(path):.0%} non-black pixels, {_shrink(path) // 1024} kB")
     return 0
 
 

@@ -78,7 +78,6 @@ def build(w) -> None:
     scroll.setWidget(inner)
     outer.addWidget(scroll)
     w.scroll_area = scroll
-    w.setMinimumWidth(300)
 
     # ---- image
     box = QGroupBox("1. Image")
@@ -156,7 +155,7 @@ def build(w) -> None:
     w.threshold_label.setWordWrap(True)
     w.threshold_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     form.addRow(w.threshold_label)
-    w.preview_check = QCheckBox("show what the threshold takes on this slice")
+    w.preview_check = QCheckBox("preview on this slice")
     w.preview_check.setChecked(True)
     w.preview_check.setToolTip("Orange: voxels at or above the threshold inside the region, on the slice shown")
     form.addRow(w.preview_check)
@@ -178,7 +177,7 @@ def build(w) -> None:
     row.addWidget(w.auto_grow)
     form.addRow(row)
     row = QHBoxLayout()
-    w.remove_last_button = _button("Remove last seed", "Take the last seed back and outline again")
+    w.remove_last_button = _button("Remove last", "Take the last seed back and outline again")
     w.remove_selected_button = _button("Remove selected", "Remove the seeds selected in the 'BME seeds' layer")
     row.addWidget(w.remove_last_button)
     row.addWidget(w.remove_selected_button)
@@ -265,13 +264,13 @@ def build(w) -> None:
     w.study_edit.setPlaceholderText("study label for the report, e.g. SIJ-042 baseline")
     w.study_edit.setToolTip("Title of report.html (no patient identifiers are written unless you type them)")
     lay.addWidget(w.study_edit)
-    row = QHBoxLayout()
     w.export_button = _button("Export…", "Write what bmeviz segment writes (bme_mask.nii.gz on the source grid, "
                               "lesions.csv, provenance.json, overlay.png), report.html, DICOM SEG for DICOM scans, "
                               "and the session file")
     w.save_button = _button("Save session…", "Save seeds, reference, region, options and labels to a small file")
     w.load_button = _button("Load session…", "Reload a saved or autosaved session (labels as they were)")
-    row.addWidget(w.export_button)
+    lay.addWidget(w.export_button)
+    row = QHBoxLayout()
     row.addWidget(w.save_button)
     row.addWidget(w.load_button)
     lay.addLayout(row)
@@ -283,3 +282,8 @@ def build(w) -> None:
     lay.addWidget(w.legend)
     root.addWidget(box)
     root.addStretch(1)
+    # long layer or series names must not widen the panel beyond the dock (1366×768 windows)
+    for combo in inner.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(12)
+    w.setMinimumWidth(320)

@@ -362,8 +362,9 @@ class BMEWidget(MeasureMixin, FilesMixin, QWidget):
         if role == _ROLE_SEEDS:
             layer = self.viewer.add_points(
                 ndim=3, name=self._unique("BME seeds"), face_color=COLORS["seeds"], border_color="black",
-                size=max(4.0, 6 * inplane), symbol="disc", features={"n": np.empty(0, int)},
-                text={"string": "{n}", "color": COLORS["seeds"], "anchor": "upper_left", "size": 10}, **common)
+                border_width=0.1, size=max(2.5, 3.5 * inplane), symbol="cross", features={"n": np.empty(0, int)},
+                text={"string": "{n}", "color": COLORS["seeds"], "anchor": "upper_left", "size": 12,
+                      "translation": [0, -2 * inplane, 2 * inplane]}, **common)
             self._bind_undo(layer)
             return layer
         if role == _ROLE_REF:
