@@ -237,12 +237,14 @@ def _seg_source(ds, path: Path):
     from ..io import list_series, load
 
     for folder in (path.parent, path.parent.parent):
-        try:
-            infos = [s for s in list_series(folder) if s.uid == uid]
-        except Exception:  # noqa: BLE001  (a folder without images: look further up)
-            continue
-        if infos:
-            return load(folder, series=infos[0].key)
+        with warnings.catch_warnings():  # the search, not the user's files: no "skipped N files"
+            warnings.simplefilter("ignore", BmevizWarning)
+            try:
+                infos = [s for s in list_series(folder) if s.uid == uid]
+            except Exception:  # noqa: BLE001  (a folder without images: look further up)
+                continue
+            if infos:
+                return load(folder, series=infos[0].key)
     raise ParameterError(f"{path.name}: the series this segmentation belongs to (UID ...{uid[-12:]}) is not "
                          "open and not in the same folder: open the scan first, then this file")
 

@@ -31,7 +31,7 @@ def test_manifest_is_valid_and_complete():
 
 def test_core_and_cli_do_not_import_napari_or_qt():
     code = (
-        "import sys, bmeviz, bmeviz.cli, bmeviz.napari, bmeviz.napari.cli, bmeviz.napari._reader, "
+        "import sys, bmeviz, bmeviz.cli, bmeviz.session, bmeviz.napari, bmeviz.napari.cli, bmeviz.napari._reader, "
         "bmeviz.napari._writer, bmeviz.napari._sample\n"
         "import argparse\n"
         "p = argparse.ArgumentParser(); sub = p.add_subparsers(dest='command')\n"
@@ -204,3 +204,30 @@ def test_sample_data_and_open_in_viewer(make_napari_viewer_proxy, tmp_path, phan
     written = lab.save(str(tmp_path / "truth_out.nii.gz"), plugin="bmeviz")
     assert written and np.allclose(nib.load(written[0]).affine, nib.load(path).affine, atol=1e-5)
     assert np.array_equal(bmeviz.load(written[0]).array, gt["truth"])
+
+
+def test_dicom_seg_opens_as_labels_on_its_series_grid(tmp_path, dicom_series):
+    """A DICOM SEG written by bmeviz opens as Labels on the grid of the series it segments."""
+    vol = bmeviz.load(dicom_series)
+    labels = np.zeros(vol.shape, np.int32)
+    labels[4:7, 10:20, 8:16] = 1
+    labels[8:10, 25:30, 20:26] = 2
+    from bmeviz.pipeline import segment
+
+    point = tuple(int(v) for v in np.asarray(vol.shape) // 2)
+    with pytest.warns(bmeviz.BmevizWarning, match="no seeds and no region"):
+        res = segment(vol, reference=point, reference_radius_mm=6, rule="mean-sd", k=2.0)
+    import dataclasses
+
+    from bmeviz.lesions import lesion_table
+
+    res = dataclasses.replace(res, labels=labels, mask=labels > 0,
+                              table=lesion_table(labels, vol.array, affine=vol.affine))
+    out = tmp_path / "study" / "seg"
+    seg_path = res.save(out, seg=True, overlay=False)["seg"]
+    reader = napari_get_reader(str(seg_path))
+    assert reader is not None
+    (data, kw, kind), = reader(str(seg_path))
+    assert kind == "labels" and kw["name"].endswith("(SEG)")
+    assert np.array_equal(data, labels)
+    assert np.allclose(kw["metadata"]["bmeviz"]["affine"], vol.affine, atol=1e-3)
