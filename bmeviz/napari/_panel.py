@@ -273,7 +273,11 @@ def build(w) -> None:
     row = QHBoxLayout()
     row.addWidget(w.save_button)
     row.addWidget(w.load_button)
+    w.restore_button = _button("Restore autosave", "Bring back the seeds and labels an earlier viewer of this scan "
+                               "autosaved (e.g. before a crash)")
+    w.restore_button.setVisible(False)
     lay.addLayout(row)
+    lay.addWidget(w.restore_button)
     root.addWidget(box)
 
     box = QGroupBox("Legend")

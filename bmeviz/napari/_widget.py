@@ -113,6 +113,7 @@ class BMEWidget(MeasureMixin, FilesMixin, QWidget):
         self.export_button.clicked.connect(lambda: self.export())
         self.save_button.clicked.connect(lambda: self.save_session())
         self.load_button.clicked.connect(lambda: self.load_session())
+        self.restore_button.clicked.connect(lambda: self.restore_autosave())
         self.open_button.clicked.connect(lambda: self.open_path(folder=True))
         self.open_file_button.clicked.connect(lambda: self.open_path(folder=False))
         self.table_widget.itemSelectionChanged.connect(self._on_row_selected)
@@ -250,6 +251,7 @@ class BMEWidget(MeasureMixin, FilesMixin, QWidget):
             s.autosave_path = self._autosave_path(record)
             s.autosave_now = False  # written after the screen is updated (see _after_change)
             self._sessions[uid] = s
+            self._keep_earlier_autosave(s)
         self.session = self._sessions[uid]
         vol = self._volume
         sp = " × ".join(f"{s:.3g}" for s in vol.spacing)
@@ -260,6 +262,28 @@ class BMEWidget(MeasureMixin, FilesMixin, QWidget):
         self._orient(vol)
         self._show_result()
         self._schedule_threshold()
+
+    def _keep_earlier_autosave(self, s: Session) -> None:
+        """An autosave of this scan from an earlier (perhaps crashed) viewer: kept aside, never
+        overwritten by the new session, and offered with "Restore autosave"."""
+        self.restore_button.setVisible(False)
+        auto = s.autosave_path
+        if auto is None or not auto.exists():
+            return
+        earlier = auto.with_name(auto.name.replace(SESSION_SUFFIX, ".earlier" + SESSION_SUFFIX))
+        os.replace(auto, earlier)
+        self._earlier_autosave = earlier
+        self.restore_button.setVisible(True)
+        self._info("An autosaved session of this scan was found (from an earlier viewer): "
+                   "Restore autosave brings its seeds and labels back.")
+
+    def restore_autosave(self) -> None:
+        """Load the autosave an earlier viewer left for this scan."""
+        path = getattr(self, "_earlier_autosave", None)
+        if path is None or not Path(path).exists():
+            return self._error("No earlier autosave of this scan.")
+        self.load_session(path)
+        self.restore_button.setVisible(False)
 
     def _autosave_path(self, record: dict) -> Path | None:
         path = record.get("path")

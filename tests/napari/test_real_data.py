@@ -123,9 +123,9 @@ def test_folder_bmeviz_cannot_read_says_why(make_napari_viewer_proxy, tmp_path, 
     assert error_notifications[-1].startswith("No DICOM images in the folder 'notes'")
 
 
-def test_autosave_survives_a_killed_viewer(sij_files, tmp_path):
+def test_autosave_survives_a_killed_viewer(sij_files, tmp_path, make_napari_viewer_proxy):
     """A napari viewer in its own process clicks a seed and is killed with SIGKILL: its autosave
-    file reloads to the labels it showed."""
+    file reloads to the labels it showed, and a new viewer of the same scan offers it back."""
     seed = _seed_in((bmeviz.load(sij_files["reader"]).array > 0) & (bmeviz.load(sij_files["region"]).array > 0))
     code = textwrap.dedent(f"""
         import os, sys, time
@@ -142,7 +142,7 @@ def test_autosave_survives_a_killed_viewer(sij_files, tmp_path):
         print("ready", w.session.autosave_path, flush=True)
         time.sleep(600)
     """)
-    env = dict(os.environ, BMEVIZ_AUTOSAVE_DIR=str(tmp_path / "auto"),
+    env = dict(os.environ, BMEVIZ_AUTOSAVE_DIR=os.environ["BMEVIZ_AUTOSAVE_DIR"],
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, text=True)
     try:
@@ -157,3 +157,11 @@ def test_autosave_survives_a_killed_viewer(sij_files, tmp_path):
     shown = np.load(tmp_path / "shown.npy")
     assert shown.any() and np.array_equal(back.labels, shown)
     assert len(back.seeds) == 1 and back.region_name == "1013_disease_region"
+    # a new viewer of the same scan keeps that autosave aside and restores it on request
+    viewer = make_napari_viewer_proxy()
+    _, widget = viewer.window.add_plugin_dock_widget("bmeviz", "BME segmentation")
+    widget.open_path(str(sij_files["image"]))
+    assert not widget.restore_button.isHidden()
+    widget.restore_autosave()
+    assert np.array_equal(viewer.layers["BME"].data, shown)
+    assert widget.region_combo.currentText() == "1013_disease_region"
