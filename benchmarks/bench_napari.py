@@ -150,7 +150,9 @@ def main(argv=None) -> int:
     if not os.environ.get("DISPLAY"):
         print("bench_napari: no X display; run under xvfb-run -a -s '-screen 0 1600x1000x24'", file=sys.stderr)
         return 2
-    os.environ.setdefault("BMEVIZ_AUTOSAVE_DIR", str(Path("/tmp") / f"bmeviz-bench-autosave-{os.getuid()}"))
+    import tempfile
+
+    os.environ["BMEVIZ_AUTOSAVE_DIR"] = tempfile.mkdtemp(prefix="bmeviz-bench-autosave-")  # the user's stay untouched
     cases = [c for c in (_sij(), None if args.no_big else _big()) if c is not None]
     targets = {cases[0][0]: 100.0} if cases and cases[0][0].startswith("SIJ") else {}
     targets["phantom 512x512x200"] = 300.0

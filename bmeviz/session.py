@@ -685,7 +685,9 @@ def _one_based(message: str) -> str:
     """The core's messages count seeds from 0 ("seed 3" = the 4th click); users count from 1."""
     import re
 
-    return re.sub(r"\bseed (\d+) at voxel", lambda m: f"seed {int(m.group(1)) + 1} at voxel", message)
+    if "seed" not in message:
+        return message
+    return re.sub(r"\b(\d+) at (voxel \[|\()", lambda m: f"{int(m.group(1)) + 1} at {m.group(2)}", message)
 
 
 def session_path(out_dir: str | os.PathLike, name: str = "session") -> Path:
