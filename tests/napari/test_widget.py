@@ -267,3 +267,30 @@ def test_export_from_a_dicom_scan_writes_a_seg_and_no_identifiers(make_napari_vi
     record = json.loads((out / "session.bmeviz-session.json").read_text())
     assert record["image"]["source"] is None and "Doe_Jane" not in json.dumps(record)
     assert "Doe_Jane" not in (out / "report.html").read_text()
+
+
+def test_ctrl_z_on_the_canvas_undoes_seeds(viewer_with_widget, phantom_sample):
+    """Ctrl+Z with the seeds or the BME layer active is the session's undo (seeds included)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QApplication
+
+    viewer, widget = viewer_with_widget
+    vol, gt = phantom_sample
+    widget.reference_layer(create=True).data = [list(map(float, np.argwhere(gt["reference"]).mean(0).round()))]
+    widget.update_threshold()
+    seeds = widget.seeds_layer(create=True)
+    for s in gt["seeds"][:2]:
+        seeds.add([list(map(float, s))])
+    one = bmeviz.segment(vol, reference=widget.session.reference_point, region=gt["bone"], seeds=gt["seeds"][:1])
+    canvas = viewer.window._qt_viewer.canvas.native
+    for name in ("BME seeds", "BME"):
+        viewer.layers.selection.active = viewer.layers[name]
+        canvas.setFocus()
+        QApplication.processEvents()
+        QTest.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        QApplication.processEvents()
+        if name == "BME seeds":
+            assert len(widget.session.seeds) == 1 and len(seeds.data) == 1
+            assert np.array_equal(viewer.layers["BME"].data, one.labels)
+    assert not widget.session.seeds and not np.asarray(viewer.layers["BME"].data).any()
