@@ -78,7 +78,7 @@ def default_options() -> dict:
     now (so the widget, the CLI and the API agree), limited to what :func:`segment` takes."""
     from .pipeline import DEFAULTS
 
-    keys = _segment_keys()
+    keys = _segment_keys() - {"reference", "seeds", "seeds_mm", "region"}  # inputs, not options
     return {k: v for k, v in DEFAULTS.items() if k in keys}
 
 
@@ -305,13 +305,20 @@ class Session:
 
     @property
     def has_reference(self) -> bool:
-        return self.reference_point is not None or self.reference_mask is not None
+        from .pipeline import DEFAULTS
+
+        return (self.reference_point is not None or self.reference_mask is not None
+                or DEFAULTS.get("reference") is not None)
 
     def _reference_arg(self) -> Any:
         if self.reference_mask is not None:
             return self.reference_mask
         if self.reference_point is not None:
             return self.reference_point
+        from .pipeline import DEFAULTS
+
+        if DEFAULTS.get("reference") is not None:  # a core default (e.g. an automatic reference)
+            return DEFAULTS["reference"]
         raise ParameterError("no reference yet: click normal marrow (Place point) or draw it, then try again")
 
     @property
