@@ -47,10 +47,10 @@ PARAMS: dict[str, Any] = {
     "smooth_px": 1.0,  # in-plane Gaussian sigma (pixels) before everything
     "tophat_mm": 2.5,  # disk radius of the dark-line (black top-hat) map
     "stats_mm": 5.0,  # ball radius around a seed for the marrow statistics
-    "band_low_iqr": 1.5,  # band: median - this * IQR ...
+    "band_low_iqr": 2.5,  # band: median - this * IQR ...
     "band_high_iqr": 2.5,  # ... to median + this * IQR
     "levels": (0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.13, 0.16, 0.20),  # border depth / marrow median
-    "jump": 1.6,  # a level whose area exceeds jump * the previous one is a leak
+    "jump": 2.5,  # a level whose area exceeds jump * the previous one is a leak
     "max_area_cm2": 60.0,  # area cap of one bone on its seed slice
     "grow": 1.4,  # a propagated slice may have at most grow * the previous area (+ slack)
     "follow_mm": 3.0,  # a propagated slice stays within this distance of the previous outline
@@ -58,7 +58,8 @@ PARAMS: dict[str, Any] = {
     "min_area_mm2": 15.0,
     "min_line_mm2": 20.0,  # dark specks smaller than this (texture, vessels) are not borders
     "start_mm": 3.0,  # the flood starts from a disk of this radius around the click  # propagation stops below this area
-    "close_mm": 2.0,  # 3D closing radius before the slice-wise hole filling
+    "pad_mm": 1.2,  # the outline is widened by this much in-plane (onto the cortex)
+    "close_mm": 3.0,  # 3D closing radius before the slice-wise hole filling
     "bright_check": 0.10,  # T1: a seed's marrow median must exceed this quantile of the body
 }
 
@@ -97,6 +98,13 @@ def _local(array: np.ndarray, seed, radius_mm: float, spacing) -> np.ndarray:
     return array[box][sum(g ** 2 for g in grids) <= radius_mm ** 2 + 1e-6]
 
 
+def _box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """Bounding box of a non-empty 2D mask, widened by ``margin`` pixels."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (slice(max(0, rows[0] - margin), rows[-1] + margin + 1),
+            slice(max(0, cols[0] - margin), cols[-1] + margin + 1))
+
+
 def _flood(free: np.ndarray, start: np.ndarray, cut: np.ndarray | None) -> np.ndarray:
     """Pixels of ``free`` (opened by ``cut``) 4-connected to ``start``."""
     from scipy import ndimage as ndi
@@ -116,11 +124,16 @@ def _stable_flood(tophat: np.ndarray, ok: np.ndarray, depth_ref: float, start: n
     from strict (shallow lines already block) to lenient (only deep cortex blocks). The
     result is the flood of the last level before the area jumps by ``jump`` or passes
     ``max_area`` (empty if even the strictest level passes it)."""
-    from skimage.morphology import remove_small_objects
+    from scipy import ndimage as ndi
 
     prev = None
     for level in levels:
-        border = remove_small_objects(tophat > level * depth_ref, max_size=min_line, connectivity=2)
+        border = tophat > level * depth_ref
+        lab, n = ndi.label(border, structure=np.ones((3, 3), bool))
+        if n:  # dark specks (texture, vessels) are not borders: only lines of some extent
+            keep = np.bincount(lab.ravel()) > min_line
+            keep[0] = False
+            border = keep[lab]
         c = _flood((ok & ~border) | start, start, cut)
         area = int(c.sum())
         if prev is not None and (area > max_area or area > jump * prev.sum() + 50):
@@ -137,7 +150,8 @@ def _outline(image: np.ndarray, spacing, seeds: np.ndarray, p: dict) -> tuple[np
 
     sp_rc = (spacing[1], spacing[2])
     sm = ndi.gaussian_filter(image.astype(np.float32), (0, p["smooth_px"], p["smooth_px"]))
-    tophat = ndi.grey_closing(sm, footprint=_disk(p["tophat_mm"], sp_rc)[None]) - sm
+    n_r, n_c = (2 * max(1, int(round(p["tophat_mm"] / s))) + 1 for s in sp_rc)
+    tophat = ndi.grey_closing(sm, size=(1, n_r, n_c)) - sm  # square window: separable, fast
     cut = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
     px = spacing[1] * spacing[2]
     erode = _disk(p["erode_mm"], sp_rc)
@@ -163,12 +177,17 @@ def _outline(image: np.ndarray, spacing, seeds: np.ndarray, p: dict) -> tuple[np
         for step in (1, -1):
             prev, z = c0, z0 + step
             while c0.any() and 0 <= z < image.shape[0]:
-                start = ndi.binary_erosion(prev, erode) & band[z]
+                # work on the bounding box of the previous outline: the flood cannot leave it by more
+                # than follow_mm
+                box = _box(prev, follow.shape[0] // 2 + 3)
+                start = ndi.binary_erosion(prev[box], erode) & band[z][box]
                 if start.sum() < min_px:
                     break
-                bound = band[z] & ndi.binary_dilation(prev, follow)
-                c = _stable_flood(tophat[z], bound, abs(med), start, cut, levels=p["levels"], jump=p["jump"],
-                                  max_area=p["grow"] * prev.sum() + 50, min_line=min_line)
+                near = ndi.binary_dilation(prev[box], follow)
+                c = np.zeros_like(prev)
+                c[box] = _stable_flood(tophat[z][box], band[z][box] & near, abs(med), start, cut,
+                                       levels=p["levels"], jump=p["jump"], max_area=p["grow"] * prev.sum() + 50,
+                                       min_line=min_line)
                 if c.sum() < min_px:
                     break
                 out[z] |= c
@@ -176,6 +195,8 @@ def _outline(image: np.ndarray, spacing, seeds: np.ndarray, p: dict) -> tuple[np
                 prev, z = c, z + step
         per_seed.append({"median": float(med), "iqr": float(iqr), "slices": sorted(slices),
                          "voxels": int(out.sum())})
+    if p["pad_mm"]:  # the flood stops inside the cortex; the region's border is the cortex
+        out = ndi.binary_dilation(out, _disk(p["pad_mm"], sp_rc)[None])
     if p["close_mm"]:
         out = ndi.binary_closing(out, _ball(p["close_mm"], spacing))
     for z in range(out.shape[0]):

@@ -111,7 +111,7 @@ class RegionWidget(QWidget):
         if src is None:
             raise BmevizError("open the scan to outline from first (File > Open)")
         return self.viewer.add_points(np.empty((0, 3)), name=CLICKS_LAYER, scale=src.scale, translate=src.translate,
-                                      size=6, face_color="yellow", ndim=3)
+                                      size=6, face_color="yellow", ndim=3, units=("mm", "mm", "mm"))
 
     def add_clicks(self) -> None:
         try:
