@@ -58,6 +58,7 @@ PARAMS: dict[str, Any] = {
     "min_area_mm2": 15.0,
     "min_line_mm2": 20.0,  # dark specks smaller than this (texture, vessels) are not borders
     "start_mm": 3.0,  # the flood starts from a disk of this radius around the click  # propagation stops below this area
+    "no_laxer": True,   # propagated slices never use a more lenient border level than the seed slice
     "pad_mm": 1.2,  # the outline is widened by this much in-plane (onto the cortex)
     "close_mm": 3.0,  # 3D closing radius before the slice-wise hole filling
     "bright_check": 0.10,  # T1: a seed's marrow median must exceed this quantile of the body
@@ -117,17 +118,17 @@ def _flood(free: np.ndarray, start: np.ndarray, cut: np.ndarray | None) -> np.nd
 
 
 def _stable_flood(tophat: np.ndarray, ok: np.ndarray, depth_ref: float, start: np.ndarray, cut, *,
-                  levels, jump: float, max_area: float, min_line: int) -> np.ndarray:
+                  levels, jump: float, max_area: float, min_line: int) -> tuple[np.ndarray, int]:
     """The largest flood from ``start`` before a leak.
 
     Borders are the pixels whose dark-line depth exceeds ``level * depth_ref``; levels go
     from strict (shallow lines already block) to lenient (only deep cortex blocks). The
     result is the flood of the last level before the area jumps by ``jump`` or passes
-    ``max_area`` (empty if even the strictest level passes it)."""
+    ``max_area`` (empty if even the strictest level passes it), and the index of its level."""
     from scipy import ndimage as ndi
 
     prev = None
-    for level in levels:
+    for i, level in enumerate(levels):
         border = tophat > level * depth_ref
         lab, n = ndi.label(border, structure=np.ones((3, 3), bool))
         if n:  # dark specks (texture, vessels) are not borders: only lines of some extent
@@ -137,11 +138,11 @@ def _stable_flood(tophat: np.ndarray, ok: np.ndarray, depth_ref: float, start: n
         c = _flood((ok & ~border) | start, start, cut)
         area = int(c.sum())
         if prev is not None and (area > max_area or area > jump * prev.sum() + 50):
-            return prev
+            return prev, i - 1
         if prev is None and area > max_area:
-            return np.zeros_like(c)
+            return np.zeros_like(c), 0
         prev = c
-    return prev if prev is not None else np.zeros_like(start)
+    return (prev, len(levels) - 1) if prev is not None else (np.zeros_like(start), 0)
 
 
 def _outline(image: np.ndarray, spacing, seeds: np.ndarray, p: dict) -> tuple[np.ndarray, list[dict]]:
@@ -170,7 +171,7 @@ def _outline(image: np.ndarray, spacing, seeds: np.ndarray, p: dict) -> tuple[np
         start = ((yy - y0) * spacing[1]) ** 2 + ((xx - x0) * spacing[2]) ** 2 <= p["start_mm"] ** 2
         start &= band[z0]
         start[y0, x0] = True
-        c0 = _stable_flood(tophat[z0], band[z0], abs(med), start, cut, levels=p["levels"], jump=p["jump"],
+        c0, chosen = _stable_flood(tophat[z0], band[z0], abs(med), start, cut, levels=p["levels"], jump=p["jump"],
                            max_area=p["max_area_cm2"] * 100.0 / px, min_line=min_line)
         slices = [z0] if c0.any() else []
         out[z0] |= c0
@@ -185,9 +186,10 @@ def _outline(image: np.ndarray, spacing, seeds: np.ndarray, p: dict) -> tuple[np
                     break
                 near = ndi.binary_dilation(prev[box], follow)
                 c = np.zeros_like(prev)
-                c[box] = _stable_flood(tophat[z][box], band[z][box] & near, abs(med), start, cut,
-                                       levels=p["levels"], jump=p["jump"], max_area=p["grow"] * prev.sum() + 50,
-                                       min_line=min_line)
+                levels = p["levels"][:chosen + 1] if p["no_laxer"] else p["levels"]
+                c[box], _ = _stable_flood(tophat[z][box], band[z][box] & near, abs(med), start, cut,
+                                          levels=levels, jump=p["jump"], max_area=p["grow"] * prev.sum() + 50,
+                                          min_line=min_line)
                 if c.sum() < min_px:
                     break
                 out[z] |= c
