@@ -18,9 +18,11 @@ How it works (classical image processing, no trained model):
    chosen per slice as the deepest level before the flooded area jumps (a leak through
    a gap of the cortex into soft tissue), capped in area.
 4. The outline is carried slice by slice to both sides: the previous slice's outline,
-   eroded, seeds the next slice, whose flood must stay within a few mm of it; it stops
-   where the bone ends (too little marrow left).
-5. Holes (lesions, vessels, dark trabeculae: all inside marrow) are filled slice by slice
+   eroded, seeds the next slice, whose flood must stay within a few mm of it and never
+   uses a laxer border level than the seed's slice; it stops where the bone ends.
+5. The union regrows in-plane by a few mm inside the band, stopped by the strictest
+   borders; it is widened onto the cortex.
+6. Holes (lesions, vessels, dark trabeculae: all inside marrow) are filled slice by slice
    after a small 3D closing; the union over seeds is the region, resampled (nearest
    neighbour) onto the grid of ``on``.
 
@@ -59,6 +61,7 @@ PARAMS: dict[str, Any] = {
     "min_line_mm2": 20.0,  # dark specks smaller than this (texture, vessels) are not borders
     "start_mm": 3.0,  # the flood starts from a disk of this radius around the click  # propagation stops below this area
     "no_laxer": True,   # propagated slices never use a more lenient border level than the seed slice
+    "regrow_mm": 8.0,  # after the outline: geodesic regrowth in-plane within the band (mm)
     "pad_mm": 1.2,  # the outline is widened by this much in-plane (onto the cortex)
     "close_mm": 3.0,  # 3D closing radius before the slice-wise hole filling
     "bright_check": 0.10,  # T1: a seed's marrow median must exceed this quantile of the body
@@ -161,6 +164,7 @@ def _outline(image: np.ndarray, spacing, seeds: np.ndarray, p: dict) -> tuple[np
     min_line = int(p["min_line_mm2"] / px)
     yy, xx = np.ogrid[:image.shape[1], :image.shape[2]]
     out = np.zeros(image.shape, bool)
+    allowed = np.zeros(image.shape, bool)
     per_seed = []
     for seed in seeds:
         z0, y0, x0 = (int(v) for v in seed)
@@ -168,6 +172,8 @@ def _outline(image: np.ndarray, spacing, seeds: np.ndarray, p: dict) -> tuple[np
         q1, med, q3 = np.percentile(vals, [25, 50, 75])
         iqr = max(float(q3 - q1), 0.05 * abs(float(med)), 1e-6)
         band = (sm >= med - p["band_low_iqr"] * iqr) & (sm <= med + p["band_high_iqr"] * iqr)
+        if p["regrow_mm"]:
+            allowed |= band & (tophat <= p["levels"][0] * abs(med))
         start = ((yy - y0) * spacing[1]) ** 2 + ((xx - x0) * spacing[2]) ** 2 <= p["start_mm"] ** 2
         start &= band[z0]
         start[y0, x0] = True
@@ -197,6 +203,10 @@ def _outline(image: np.ndarray, spacing, seeds: np.ndarray, p: dict) -> tuple[np
                 prev, z = c, z + step
         per_seed.append({"median": float(med), "iqr": float(iqr), "slices": sorted(slices),
                          "voxels": int(out.sum())})
+    if p["regrow_mm"]:  # a limited in-plane regrowth inside the band, strictest borders
+        steps = int(round(p["regrow_mm"] / min(sp_rc)))
+        out = ndi.binary_dilation(out, np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool), iterations=steps,
+                                  mask=allowed | out)
     if p["pad_mm"]:  # the flood stops inside the cortex; the region's border is the cortex
         out = ndi.binary_dilation(out, _disk(p["pad_mm"], sp_rc)[None])
     if p["close_mm"]:
