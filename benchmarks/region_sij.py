@@ -1,0 +1,179 @@
+"""Region assist on the real SIJ scans: Dice vs the manual regions, time, click robustness,
+and the end-to-end effect on ``bmeviz.segment``.
+
+    python benchmarks/region_sij.py                     # everything (a few minutes)
+    python benchmarks/region_sij.py --no-segment        # region Dice and time only
+    python benchmarks/region_sij.py --write-regions DIR # also write <id>_assisted_region.nii.gz
+
+Data: ``../shared/data/sij-stir-dev`` and ``sij-t1-extra`` beside the project (never copied
+into the repository); without them the script prints a skip message and exits 0.
+
+Clicks are derived from the manual region, reproducibly, as a user would place them: the
+region is restricted to its brighter half on the T1 (smoothed, so the dark joint line and
+lesions are avoided) and, for the right ilium, the sacrum and the left ilium (RAS x below
+-45 mm, within 20 mm, above +45 mm of the region's median x), the deepest point (maximum of
+the distance transform, in mm) is the click. A second user: for each bone, a random point
+(fixed seed) among those at least half as deep; the Dice between the two regions says how
+much the result moves with the clicks.
+
+End to end (scans with reader masks): ``segment`` with the normal-marrow mask as reference,
+seeded (brightest STIR voxel per R11 component, as benchmarks/validate_sij.py) and region
+only (no seeds), once with the manual region and once with the assisted one; mean Dice over
+the four readers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+DEV = SHARED / "sij-stir-dev"
+EXTRA = SHARED / "sij-t1-extra"
+DEV_IDS = ("1007", "1013", "1234", "4386", "2014")
+EXTRA_IDS = ("1001", "2016")
+READERS = ("R11", "R12", "R21", "R22")
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def paths(sid: str) -> dict:
+    if sid in EXTRA_IDS:
+        return {"t1": EXTRA / f"{sid}_T1W.nii.gz", "region": EXTRA / f"{sid}_disease_region.nii.gz", "stir": None}
+    return {"t1": DEV / "images" / f"{sid}_T1W.nii.gz", "region": DEV / "disease_region" / f"{sid}_disease_region.nii.gz",
+            "stir": DEV / "images" / f"{sid}_STIR.nii.gz"}
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / s if s else 1.0
+
+
+def clicks_from_region(vol, region: np.ndarray, *, perturb: int | None = None) -> np.ndarray:
+    """One click per bone (right ilium, sacrum, left ilium), from the manual region (see the
+    module docstring); ``perturb`` = random seed of a second user's clicks."""
+    sm = ndi.gaussian_filter(np.asarray(vol.array, np.float32), (0, 2, 2))
+    bright = region & (sm >= np.median(sm[region]))
+    bright = ndi.binary_opening(bright, np.ones((1, 3, 3), bool))
+    edt = ndi.distance_transform_edt(bright, sampling=vol.spacing)
+    idx = np.argwhere(bright)
+    x = vol.index_to_ras(idx)[:, 0]
+    xc = float(np.median(x))
+    rng = None if perturb is None else np.random.default_rng(perturb)
+    out = []
+    for sel in (x - xc < -45, np.abs(x - xc) < 20, x - xc > 45):
+        cand, depth = idx[sel], edt[tuple(idx[sel].T)]
+        if rng is None:
+            out.append(cand[int(np.argmax(depth))])
+        else:
+            ok = np.flatnonzero(depth >= 0.5 * depth.max())
+            out.append(cand[int(rng.choice(ok))])
+    return np.asarray(out, dtype=int)
+
+
+def run_region(sid: str, write: Path | None) -> dict:
+    import bmeviz
+    from bmeviz.region import region_from_seeds
+
+    p = paths(sid)
+    t1 = bmeviz.load(p["t1"])
+    manual = bmeviz.load(p["region"]).array > 0
+    stir = bmeviz.load(p["stir"]) if p["stir"] else None
+    seeds = clicks_from_region(t1, manual)
+    seeds2 = clicks_from_region(t1, manual, perturb=int(sid))
+    row: dict = {"id": sid, "seeds": seeds.tolist(), "seeds_perturbed": seeds2.tolist(),
+                 "manual_ml": float(manual.sum() * t1.voxel_volume_mm3 / 1000)}
+    res = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir)
+    row["t1_dice"], row["t1_seconds"] = dice(res.mask.array, manual), res.info["seconds"]
+    row["t1_ml"] = res.info["volume_ml"]
+    res2 = region_from_seeds(t1, seeds=seeds2, contrast="t1", on=stir)
+    row["t1_perturbed_dice"] = dice(res2.mask.array, manual)
+    row["t1_click_agreement"] = dice(res2.mask.array, res.mask.array)
+    if stir is not None:
+        try:
+            rs = region_from_seeds(stir, seeds=seeds, contrast="stir")
+            row["stir_dice"], row["stir_seconds"] = dice(rs.mask.array, manual), rs.info["seconds"]
+        except bmeviz.BmevizError as exc:
+            row["stir_dice"], row["stir_error"] = 0.0, str(exc)
+    if write is not None:
+        bmeviz.save_mask(res.mask.array, stir if stir is not None else t1, write / f"{sid}_assisted_region.nii.gz")
+    row["_mask"] = res.mask.array
+    return row
+
+
+def run_segment(sid: str, assisted: np.ndarray) -> dict:
+    import bmeviz
+
+    vol = bmeviz.load(DEV / "images" / f"{sid}_STIR.nii.gz")
+    normal = bmeviz.load(DEV / "normal_marrow" / f"{sid}_normal_marrow.nii.gz").array > 0
+    manual = bmeviz.load(DEV / "disease_region" / f"{sid}_disease_region.nii.gz").array > 0
+    readers = {r: bmeviz.load(DEV / "inflammation" / f"{sid}_inflammation_{r}.nii.gz").array > 0 for r in READERS}
+    lab, n = ndi.label(readers["R11"], structure=np.ones((3, 3, 3), bool))
+    seeds = np.asarray(ndi.maximum_position(vol.array, lab, np.arange(1, n + 1)), int).reshape(-1, 3)
+    out = {}
+    for name, region in (("manual", manual), ("assisted", assisted)):
+        for mode, s in (("seeded", seeds), ("region-only", None)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    res = bmeviz.segment(vol, reference=normal, region=region, seeds=s)
+                    m = res.labels > 0
+                except bmeviz.BmevizError:
+                    m = np.zeros(vol.shape, bool)
+            out[f"{name} {mode}"] = float(np.mean([dice(m, r) for r in readers.values()]))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-segment", action="store_true", help="skip the end-to-end segment() comparison")
+    ap.add_argument("--write-regions", metavar="DIR", help="write <id>_assisted_region.nii.gz (STIR grid) here")
+    args = ap.parse_args(argv)
+    if not DEV.is_dir():
+        print(f"skip: SIJ data not found at {DEV} (it lives beside the project, never in the repository)")
+        return 0
+    write = Path(args.write_regions) if args.write_regions else None
+    ids = [s for s in DEV_IDS] + [s for s in EXTRA_IDS if EXTRA.is_dir()]
+    rows = []
+    print(f"{'scan':6} {'T1 Dice':>8} {'s':>6} {'perturbed':>9} {'clicks agree':>12} {'STIR Dice':>9} "
+          f"{'mL':>7} {'manual mL':>9}")
+    for sid in ids:
+        row = run_region(sid, write)
+        rows.append(row)
+        print(f"{sid:6} {row['t1_dice']:8.3f} {row['t1_seconds']:6.2f} {row['t1_perturbed_dice']:9.3f} "
+              f"{row['t1_click_agreement']:12.3f} {row.get('stir_dice', float('nan')):9.3f} {row['t1_ml']:7.1f} "
+              f"{row['manual_ml']:9.1f}")
+    dev = [r for r in rows if r["id"] in DEV_IDS]
+    print(f"mean (dev T1) {np.mean([r['t1_dice'] for r in dev]):.3f}; all {np.mean([r['t1_dice'] for r in rows]):.3f}; "
+          f"max time {max(r['t1_seconds'] for r in rows):.2f} s")
+    if not args.no_segment:
+        print("\nend to end: mean Dice vs the 4 readers (segment with the normal-marrow reference)")
+        print(f"{'scan':6} {'manual seeded':>13} {'assisted seeded':>15} {'manual region-only':>18} "
+              f"{'assisted region-only':>20}")
+        for row in rows:
+            if row["id"] in ("1007", "1013", "1234", "4386"):
+                row["segment"] = run_segment(row["id"], row["_mask"])
+                s = row["segment"]
+                print(f"{row['id']:6} {s['manual seeded']:13.3f} {s['assisted seeded']:15.3f} "
+                      f"{s['manual region-only']:18.3f} {s['assisted region-only']:20.3f}")
+        seg = [r["segment"] for r in rows if "segment" in r]
+        means = {k: float(np.mean([s[k] for s in seg])) for k in seg[0]}
+        print("mean   " + "  ".join(f"{k} {v:.3f}" for k, v in means.items()))
+    for r in rows:
+        r.pop("_mask", None)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "region_sij.json"
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, indent=1, default=float))
+    print(f"wrote {out}" + (f" and the regions to {write}" if write else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The "Bone region (bmeviz)" widget: clicks on a T1 layer -> a ``bone region`` Labels layer on
+the fluid-sensitive layer's grid, matching the core, picked up by the BME widget; errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import bmeviz
+from bmeviz.napari._layers import image_kwargs
+from bmeviz.region import region_from_seeds
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_region import _dice, _seed_mm, make_t1  # noqa: E402
+
+
+def _viewer_with_scans(make_napari_viewer_proxy, show=False):
+    t1, marrow = make_t1()
+    stir = bmeviz.Volume(np.where(marrow, 200.0, 400.0).astype(np.float32), t1.affine, {"sequence": "STIR"})
+    viewer = make_napari_viewer_proxy(show=show)
+    viewer.add_image(t1.array, **image_kwargs(t1, name="T1W"))
+    viewer.add_image(stir.array, **image_kwargs(stir, name="STIR"))
+    _, widget = viewer.window.add_plugin_dock_widget("bmeviz", "Bone region (bmeviz)")
+    return viewer, widget, t1, stir, marrow
+
+
+def test_region_widget_clicks_to_labels_on_the_fluid_grid(make_napari_viewer_proxy, qtbot, error_notifications):
+    viewer, widget, t1, stir, marrow = _viewer_with_scans(make_napari_viewer_proxy)
+    assert widget.source_combo.currentText() == "T1W"  # the T1 by its sequence
+    assert widget.target_combo.currentText() == "STIR"
+    widget.add_clicks()
+    pts = viewer.layers["region clicks"]
+    assert pts.mode == "add"
+    seed = t1.ras_to_index(_seed_mm()[0])
+    pts.add([list(seed)])
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60000)
+    assert not error_notifications
+    region = viewer.layers["bone region"]
+    assert region.data.shape == stir.shape
+    assert np.allclose(region.scale, viewer.layers["STIR"].scale)
+    expected = region_from_seeds(t1, seeds=[np.rint(seed).astype(int)], on=stir).mask.array
+    assert np.array_equal(region.data > 0, expected)
+    assert _dice(region.data > 0, marrow) >= 0.9
+    assert "mL" in widget.status.text()
+    # the BME widget recognises it as its search region
+    _, bme = viewer.window.add_plugin_dock_widget("bmeviz", "BME segmentation")
+    bme.image_combo.setCurrentIndex(bme.image_combo.findText("STIR"))
+    assert bme.region_combo.currentText() == "bone region"
+    # editable with the brush like any Labels layer: painting changes the data
+    region.paint((5, 5, 5), 1, refresh=True)
+    assert region.data[5, 5, 5] == 1
+
+
+def test_region_widget_without_clicks_says_so(make_napari_viewer_proxy, error_notifications):
+    viewer, widget, *_ = _viewer_with_scans(make_napari_viewer_proxy)
+    widget.run()
+    assert "no clicks" in widget.status.text()
+    assert "bone region" not in viewer.layers
