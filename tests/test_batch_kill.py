@@ -87,6 +87,8 @@ def _check_visible_studies(out: Path, expected: Path) -> None:
     """Every study folder in sight is complete and equal to the clean run's (atomic commit)."""
     import nibabel as nib
 
+    if not out.exists():  # killed before it made the output folder (a slow start on a busy machine)
+        return
     for d in out.iterdir():
         if not d.is_dir() or d.name.startswith("."):
             continue
