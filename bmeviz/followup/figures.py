@@ -53,7 +53,16 @@ def _best_slice(result) -> int:
     return result.baseline.volume.shape[0] // 2
 
 
-def _outline(ax, lab2d: np.ndarray, status: dict, aspect: float) -> None:
+def _show(ax, img2d: np.ndarray, view, aspect: float, **kw) -> None:
+    """Draw a (row, column) slice in the radiological orientation of bmeviz's figures."""
+    from ..plot import _set_limits
+
+    img = view.image(img2d)
+    ax.imshow(img, interpolation="nearest", aspect=aspect, **kw)
+    _set_limits(ax, img.shape[:2], view)
+
+
+def _outline(ax, lab2d: np.ndarray, status: dict, view, aspect: float) -> None:
     from ..plot import outline_mask
 
     edge = outline_mask(lab2d)
@@ -63,19 +72,21 @@ def _outline(ax, lab2d: np.ndarray, status: dict, aspect: float) -> None:
         from matplotlib.colors import to_rgba
 
         rgba[edge & (lab2d == i)] = to_rgba(col)
-    ax.imshow(rgba, interpolation="nearest", aspect=aspect)
+    _show(ax, rgba, view, aspect)
 
 
 def change_figure(result, *, slice_index: int | None = None):
     """Baseline and registered follow-up on one baseline slice, outlines coloured by status,
     and a chart of each track's volume at both visits."""
-    from ..plot import _new_figure, display_range
     from matplotlib.patches import Patch
+
+    from ..plot import _new_figure, _view, display_range
 
     b = result.baseline.volume
     s = _best_slice(result) if slice_index is None else int(slice_index)
     sp = b.spacing
-    aspect = sp[1] / sp[2]
+    view = _view(b, (1, 2), "radiological")
+    aspect = sp[view.v] / sp[view.h]
     fig = _new_figure((13.0, 4.8))
     gs = fig.add_gridspec(1, 3, width_ratios=[1, 1, 1.15], left=0.02, right=0.98, top=0.9, bottom=0.14, wspace=0.22)
     b_status, f_status = _status_of(result)
@@ -85,9 +96,8 @@ def change_figure(result, *, slice_index: int | None = None):
             (fu, result.followup_labels_on_baseline, f_status, "follow-up, registered onto the baseline"))):
         ax = fig.add_subplot(gs[0, k])
         # each visit in its own window: intensities are not compared raw across visits
-        ax.imshow(_norm(img[s], display_range(img)), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
-                  aspect=aspect)
-        _outline(ax, np.asarray(lab[s]), status, aspect)
+        _show(ax, _norm(img[s], display_range(img)), view, aspect, cmap="gray", vmin=0, vmax=1)
+        _outline(ax, np.asarray(lab[s]), status, view, aspect)
         ax.set_title(title, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -112,7 +122,8 @@ def change_figure(result, *, slice_index: int | None = None):
     handles = [Patch(color="#999999", label="baseline")] + [Patch(color=c, label=st) for st, c in STATUS_COLORS.items()]
     ax.legend(handles=handles, fontsize=7, loc="upper right")
     q = result.registration.quality
-    fig.suptitle(f"BME change · registration NCC {q['ncc_before']:.2f} → {q['ncc_after']:.2f}", fontsize=11)
+    before = "no overlap" if not np.isfinite(q["ncc_before"]) else f"{q['ncc_before']:.2f}"
+    fig.suptitle(f"BME change · registration NCC {before} → {q['ncc_after']:.2f}", fontsize=11)
     return fig
 
 
@@ -123,7 +134,7 @@ def checkerboard_figure(baseline, followup, registration, *, slices: Any = None,
     tiles mean aligned; each visit is shown in its own grey window."""
     import SimpleITK as sitk
 
-    from ..plot import _new_figure, display_range
+    from ..plot import _new_figure, _view, display_range
     from .register import resample
 
     b_arr = np.asarray(baseline.array, float)
@@ -133,19 +144,23 @@ def checkerboard_figure(baseline, followup, registration, *, slices: Any = None,
     if slices is None:
         slices = [int(round(v)) for v in np.linspace(0.25, 0.75, 3) * (n - 1)]
     sp = baseline.spacing
-    aspect = sp[1] / sp[2]
+    view = _view(baseline, (1, 2), "radiological")
+    aspect = sp[view.v] / sp[view.h]
     tile = max(4, int(round(tile_mm / sp[2])))
     wb = display_range(b_arr)
     wf = display_range(np.asarray(followup.array, float))
     fig = _new_figure((3.4 * len(slices), 7.0))
     axes = fig.subplots(2, len(slices), squeeze=False)
     q = registration.quality
-    for row, (moved, label) in enumerate(((before, f"scanner frame (NCC {q['ncc_before']:.2f})"),
-                                          (after, f"registered (NCC {q['ncc_after']:.2f})"))):
+    def ncc(v):
+        return "no overlap" if v is None or not np.isfinite(v) else f"NCC {v:.2f}"
+
+    for row, (moved, label) in enumerate(((before, f"scanner frame ({ncc(q['ncc_before'])})"),
+                                          (after, f"registered ({ncc(q['ncc_after'])})"))):
         for col, s in enumerate(slices):
             ax = axes[row, col]
-            ax.imshow(checkerboard(_norm(b_arr[s], wb), _norm(moved[s], wf), tile=tile), cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest", aspect=aspect)
+            _show(ax, checkerboard(_norm(b_arr[s], wb), _norm(moved[s], wf), tile=tile), view, aspect, cmap="gray",
+                  vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{label}, slice {s}", fontsize=8)
