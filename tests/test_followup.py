@@ -174,3 +174,71 @@ def test_real_t1_pair_registers():
     assert q["ncc_after"] > q["ncc_before"] + 0.2 and q["ncc_after"] > 0.8
     assert q["mi_after"] > q["mi_before"] * 2
     assert 0.2 < reg.rotation_deg < 10  # the patient lay differently; the transform is a real motion
+
+
+def test_cli_followup_with_masks_and_a_bad_mask(synthetic, tmp_path, capsys):
+    from bmeviz.cli import main
+    from bmeviz.io import save_mask, save_volume
+
+    syn, res = synthetic
+    d = tmp_path / "in"
+    save_volume(syn.baseline, d / "visit1.nii.gz")
+    save_volume(syn.followup, d / "visit2.nii.gz")
+    save_mask(syn.baseline_labels, syn.baseline, d / "visit1_lesions.nii.gz")
+    save_mask(syn.followup_labels, syn.followup, d / "visit2_lesions.nii.gz")
+    save_mask(syn.region, syn.baseline, d / "bone.nii.gz")
+    save_mask(syn.baseline_reference, syn.baseline, d / "ref1.nii.gz")
+    save_mask(syn.followup_reference, syn.followup, d / "ref2.nii.gz")
+    out = tmp_path / "out"
+    rc = main(["followup", str(d / "visit1.nii.gz"), str(d / "visit2.nii.gz"), "--out", str(out),
+               "--baseline-mask", str(d / "visit1_lesions.nii.gz"), "--followup-mask", str(d / "visit2_lesions.nii.gz"),
+               "--region", str(d / "bone.nii.gz"), "--baseline-reference", str(d / "ref1.nii.gz"),
+               "--followup-reference", str(d / "ref2.nii.gz"), "--no-report"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    t = res.totals
+    assert f"baseline {t['baseline_ml']:.3f} mL, follow-up {t['followup_ml']:.3f} mL" in text
+    assert "registration: NCC" in text and "resolved" in text
+    table = pd.read_csv(out / "change.csv")
+    assert len(table) == len(res.table) and (table.status == "new").sum() == (res.table.status == "new").sum()
+    img = nib.load(str(out / "followup_mask_on_baseline.nii.gz"))
+    assert np.allclose(img.affine, nib.load(str(d / "visit1.nii.gz")).affine, atol=1e-4)
+    # a follow-up mask drawn on the baseline grid is refused by name, in one line
+    rc = main(["followup", str(d / "visit1.nii.gz"), str(d / "visit2.nii.gz"), "--out", str(tmp_path / "out2"),
+               "--baseline-mask", str(d / "visit1_lesions.nii.gz"), "--followup-mask", str(d / "bone.nii.gz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "followup_mask" in err and len(err.strip().splitlines()) == 1
+    # a visit with neither a mask nor a reference: told what to give
+    rc = main(["followup", str(d / "visit1.nii.gz"), str(d / "visit2.nii.gz"), "--out", str(tmp_path / "out3"),
+               "--baseline-mask", str(d / "visit1_lesions.nii.gz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--followup-mask" in err
+
+
+def test_segment_on_both_visits_finds_the_resolved_and_new_lesion():
+    """Each visit outlined by segment() with its own reference and region ("all in region"): the
+    truth is the baseline's own segmentation, changed as a follow-up would change it."""
+    vol, _, region, ref = _case("1234")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        seg = bmeviz.segment(vol, reference=ref, region=region)
+        syn = make_followup(vol, seg.labels, region=region, reference=ref)
+        res = compare(vol, syn.followup, baseline_options={"reference": ref, "region": region},
+                      followup_options={"reference": syn.followup_reference, "region": syn.followup_region})
+    assert res.baseline.source == res.followup.source == "segment"
+    # each visit has its own threshold: the follow-up's follows its gain (0.7 x + 40)
+    tb, tf = res.baseline.result.threshold.value, res.followup.result.threshold.value
+    assert tf == pytest.approx(0.7 * tb + 40, rel=0.15)
+    for i, status in syn.status.items():
+        if status not in ("resolved", "new") or np.count_nonzero(syn.baseline_labels == i if status == "resolved"
+                                                                 else syn.truth_on_baseline == i) < 300:
+            continue
+        if status == "resolved":
+            ids = np.unique(res.baseline.labels[syn.baseline_labels == i])
+            col = "baseline_ids"
+        else:
+            ids = np.unique(res.followup_labels_on_baseline[syn.truth_on_baseline == i])
+            col = "followup_ids"
+        ids = {str(j) for j in ids if j > 0}
+        rows = [r.status for _, r in res.table.iterrows() if ids & set(str(r[col]).split(";"))]
+        assert rows == [status], (i, status, rows)

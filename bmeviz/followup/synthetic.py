@@ -13,7 +13,8 @@ What a real follow-up changes, applied in a known way (:func:`make_followup`):
 3. **Patient motion**: a rigid motion in the world (RAS) frame about the baseline's centre,
    then the image is resampled (linear) onto a new scanner grid: the baseline's shape,
    spacing and directions, centred on the moved anatomy off by ``grid_shift_mm`` (a slab
-   planned on the patient as they now lie); a little noise is added. Lesion truth outside
+   planned on the patient as they now lie); noise is added back so that normal marrow has the
+   baseline's spread again (x gain; interpolation had smoothed it), or ``noise`` x its median. Lesion truth outside
    the new slab is dropped (the follow-up does not see it; a lesion cut by more than 25 %
    is then truly shrunk, or resolved when nothing is left, and listed in ``params['cut_by_slab']``).
 
@@ -111,7 +112,7 @@ def make_followup(
     offset: float = 40.0,
     shrink_to: float = 0.55,
     grow_to: float = 1.6,
-    noise: float = 0.02,
+    noise: float | None = None,
     new_radius_mm=(7.0, 7.0, 6.0),
     seed: int = 0,
 ) -> SyntheticFollowup:
@@ -224,7 +225,17 @@ def make_followup(
             cut.append(i)
     grid = Volume(np.zeros(baseline.shape, np.uint8), grid_aff)
     fu = _resample(baseline, changed, grid, motion, order=1)
-    fu = fu + rng.normal(0, noise * float(np.median(marrow_values)) * gain, size=fu.shape).astype(np.float32)
+    if noise is None:
+        # linear resampling smooths the noise away; add back what the baseline's normal marrow had
+        # (x gain), so each visit's reference statistics (and thresholds) behave as in a real scan
+        fu_ref = _resample(baseline, (ref_mask if ref_mask is not None else region_mask).astype(np.float32), grid,
+                           motion, order=1) >= 0.99
+        target = gain * float(np.std(marrow_values))
+        now = float(np.std(fu[fu_ref])) if fu_ref.any() else 0.0
+        sd = float(np.sqrt(max(target ** 2 - now ** 2, 0.0)))
+    else:
+        sd = float(noise) * float(np.median(marrow_values)) * gain
+    fu = fu + rng.normal(0, sd, size=fu.shape).astype(np.float32)
     fu[fu < 0] = 0
     fu_labels = np.zeros(baseline.shape, np.int32)
     best = np.zeros(baseline.shape, np.float32)  # 1 where a lesion took the voxel
@@ -266,7 +277,7 @@ def make_followup(
     followup = Volume(fu.astype(np.float32), grid_aff, {"description": "synthetic follow-up"})
     params = {"angles_deg": list(angles_deg), "translation_mm": list(translation_mm),
               "grid_shift_mm": list(grid_shift_mm), "gain": gain, "offset": offset,
-              "shrink_to": shrink_to, "grow_to": grow_to, "cut_by_slab": cut, "noise": noise, "seed": seed}
+              "shrink_to": shrink_to, "grow_to": grow_to, "cut_by_slab": cut, "noise": noise, "noise_sd_added": sd, "seed": seed}
     return SyntheticFollowup(baseline=baseline, baseline_labels=lab, followup=followup, followup_labels=fu_labels,
                              truth_on_baseline=new, matrix_ras=motion, status=status, baseline_reference=ref_mask,
                              followup_reference=nearest(ref_mask), region=region_mask,
