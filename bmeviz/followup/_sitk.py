@@ -22,11 +22,23 @@ import numpy as np
 
 from ..volume import Volume
 
-__all__ = ["to_sitk", "from_sitk", "LPS", "transform_to_ras_matrix", "ras_matrix_to_transform"]
+__all__ = ["to_sitk", "from_sitk", "LPS", "transform_to_ras_matrix", "ras_matrix_to_transform", "require_sitk"]
 
 #: RAS <-> LPS (its own inverse).
 LPS = np.diag([-1.0, -1.0, 1.0])
 _REV = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], dtype=float)
+
+
+def require_sitk():
+    """The SimpleITK module, or a clear :class:`~bmeviz.BmevizError` saying how to install it."""
+    try:
+        import SimpleITK
+    except ImportError:
+        from ..errors import BmevizError
+
+        raise BmevizError("the follow-up needs SimpleITK for registration: pip install 'bmeviz[followup]' "
+                          "(or pip install SimpleITK)") from None
+    return SimpleITK
 
 
 def to_sitk(volume: Volume, array: Any = None, *, dtype: Any = np.float32):

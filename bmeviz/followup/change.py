@@ -264,7 +264,9 @@ def compare(
         ``.save(dir)``.
     """
     from ..pipeline import resolve_mask
+    from ._sitk import require_sitk
 
+    require_sitk()  # before any work: say up front when registration cannot run
     b_vol = _load(baseline, "baseline")
     f_vol = _load(followup, "followup")
     b_opts = _options(baseline_options, "baseline_options")

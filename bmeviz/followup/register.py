@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import BmevizError, ParameterError, warn
 from ..volume import Volume
-from ._sitk import to_sitk, transform_to_ras_matrix
+from ._sitk import require_sitk, to_sitk, transform_to_ras_matrix
 
 __all__ = ["register", "Registration", "RegistrationError", "similarity", "REGISTER_DEFAULTS"]
 
@@ -202,10 +202,9 @@ def register(
     RegistrationError
         The registration ends with NCC below ``min_ncc`` or the scans do not overlap.
     """
-    import SimpleITK as sitk
-
     from ..pipeline import resolve_mask
 
+    sitk = require_sitk()
     for name, v in (("baseline", baseline), ("followup", followup)):
         if not isinstance(v, Volume):
             raise ParameterError(f"{name} must be a bmeviz.Volume; got {type(v).__name__}")
