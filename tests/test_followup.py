@@ -242,3 +242,13 @@ def test_segment_on_both_visits_finds_the_resolved_and_new_lesion():
         ids = {str(j) for j in ids if j > 0}
         rows = [r.status for _, r in res.table.iterrows() if ids & set(str(r[col]).split(";"))]
         assert rows == [status], (i, status, rows)
+
+
+def test_identifiers_only_when_asked(synthetic):
+    syn, res = synthetic
+    plain = res.provenance()
+    phi = res.provenance(include_phi=True)
+    assert plain["baseline"]["name"].startswith("sha256:") and "files" not in plain["baseline"]
+    assert phi["baseline"]["name"].endswith("1234_STIR.nii.gz")
+    # the synthetic follow-up has no file behind it: nothing to name either way
+    assert phi["followup"]["name"] is None and plain["followup"]["name"] is None
