@@ -5,7 +5,8 @@ of freedom: 3 rotations about the centre, 3 translations) that maximises Mattes 
 information, which does not care about a different receiver gain or contrast. The start
 is the better (by the metric) of the scanner frame as it is, the image centres and the
 intensity centres of mass (``CenteredTransformInitializer``); then a three-level pyramid
-(block means over 4x4, 2x2 and 1x1 voxels in-plane; slices are already ~3 mm) with a
+(block means towards 4, 2 and 1 times the finest spacing on each axis: 4x4x1, 2x2x1, 1x1x1 for
+0.6 x 0.6 x 3.3 mm voxels, whose slices are thick already) with a
 regular-step gradient descent, each level sampling a fixed number of voxels.
 Given a region (bone), the metric only samples the baseline inside that region grown by
 ``margin_mm``, so soft tissue and bowel that move differently do not steer the bones.
@@ -36,7 +37,7 @@ REGISTER_DEFAULTS: dict[str, Any] = {
     "metric": "mattes-mi",
     "bins": 32,
     "sampling": [20000, 40000, 40000],
-    "levels": [[4, 4, 1], [2, 2, 1], [1, 1, 1]],
+    "levels": [4, 2, 1],
     "iterations": [100, 60, 30],
     "margin_mm": 15.0,
     "initializer": "auto",
@@ -144,6 +145,17 @@ def similarity(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, bins: int = 32
     return {"ncc": ncc, "mi": mi, "voxels": int(x.size)}
 
 
+def _factors(spacing, level: int) -> tuple[int, int, int]:
+    """Per-axis shrink factors of a pyramid level: each axis shrinks towards ``level`` x the finest
+    spacing, so 0.6 x 0.6 x 3.3 mm voxels shrink 4x4x1, 2x2x1, 1x1x1 and isotropic ones 4x4x4, ...
+
+    >>> _factors((0.6, 0.6, 3.3), 4), _factors((1.0, 1.0, 1.0), 2)
+    ((4, 4, 1), (2, 2, 2))
+    """
+    finest = min(spacing)
+    return tuple(max(1, int(round(level * finest / s))) for s in spacing)  # type: ignore[return-value]
+
+
 def _grow(mask: np.ndarray, spacing, margin_mm: float) -> np.ndarray:
     from scipy import ndimage as ndi
 
@@ -232,7 +244,7 @@ def register(
         metric_mask = _body(fixed_arr)
     fixed_mask = to_sitk(baseline, metric_mask.astype(np.uint8), dtype=None)
 
-    levels = [tuple(int(v) for v in lv) for lv in REGISTER_DEFAULTS["levels"]]
+    levels = [_factors(fixed.GetSpacing(), f) for f in REGISTER_DEFAULTS["levels"]]
 
     def shrink(img, factors, mask=False):
         if factors == (1, 1, 1):
@@ -257,7 +269,7 @@ def register(
         n = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask_img)))
         return min(1.0, max(1e-4, target / max(n, 1.0)))
 
-    # the pyramid is built here, in-plane only (slices are already 3 mm or so thick); the
+    # the pyramid is built here, per axis: thick slices are not shrunk further; the
     # starts are compared on the coarsest level
     pyramid = [(shrink(fixed, lv), shrink(moving, lv), shrink(fixed_mask, lv, mask=True)) for lv in levels]
     small_f, small_m, small_mask = pyramid[0]
