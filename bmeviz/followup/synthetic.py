@@ -137,7 +137,8 @@ def make_followup(
     ids = [int(i) for i in np.argsort(sizes)[::-1] if i > 0 and sizes[i] >= 20]
     region_mask = None if region is None else np.asarray(region) > 0
     ref_mask = None if reference is None else np.asarray(reference) > 0
-    marrow_values = img[ref_mask] if ref_mask is not None else img[region_mask & (lab == 0)]
+    marrow_values = (img[ref_mask] if ref_mask is not None
+                     else img[(lab == 0) if region_mask is None else region_mask & (lab == 0)])
     lesion_values = img[lab > 0]
     new = lab.copy()
     status = {i: "persisting" for i in ids}
@@ -228,8 +229,8 @@ def make_followup(
     if noise is None:
         # linear resampling smooths the noise away; add back what the baseline's normal marrow had
         # (x gain), so each visit's reference statistics (and thresholds) behave as in a real scan
-        fu_ref = _resample(baseline, (ref_mask if ref_mask is not None else region_mask).astype(np.float32), grid,
-                           motion, order=1) >= 0.99
+        quiet = ref_mask if ref_mask is not None else (region_mask if region_mask is not None else lab == 0)
+        fu_ref = _resample(baseline, quiet.astype(np.float32), grid, motion, order=1) >= 0.99
         target = gain * float(np.std(marrow_values))
         now = float(np.std(fu[fu_ref])) if fu_ref.any() else 0.0
         sd = float(np.sqrt(max(target ** 2 - now ** 2, 0.0)))
