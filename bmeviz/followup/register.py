@@ -263,7 +263,9 @@ def register(
         reg = sitk.ImageRegistrationMethod()
         reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=REGISTER_DEFAULTS["bins"])
         reg.SetMetricSamplingStrategy(reg.RANDOM)
-        reg.SetMetricSamplingPercentage(float(fraction), int(seed))
+        # SimpleITK's seed 0 means "from the wall clock": seeds are shifted by one, so every
+        # seed (0 included) gives the same samples each run
+        reg.SetMetricSamplingPercentage(float(fraction), int(seed) + 1)
         reg.SetMetricFixedMask(mask_img)
         reg.SetInterpolator(sitk.sitkLinear)
         reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-3, numberOfIterations=int(iters),
