@@ -98,7 +98,7 @@ def _options(opts: Any, name: str) -> dict:
         return {}
     if isinstance(opts, Mapping):
         return dict(opts)
-    for attr in ("to_kwargs", "as_kwargs", "to_dict"):  # an options object (bmeviz.options)
+    for attr in ("kwargs", "to_kwargs", "as_kwargs", "to_dict"):  # an options object (bmeviz.options)
         if hasattr(opts, attr):
             return dict(getattr(opts, attr)())
     raise ParameterError(f"{name} must be a dict of segment() options; got {type(opts).__name__}")
@@ -157,7 +157,8 @@ class FollowupResult:
 
     def provenance(self, *, include_phi: bool = False) -> dict:
         """Both visits, the registration (parameters and quality), matching rules and totals."""
-        from ..pipeline import _input_name, _version
+        from ._compat import _input_name
+        from ._compat import version as _version
 
         def visit(v: Visit) -> dict:
             md = v.volume.metadata

@@ -55,7 +55,7 @@ def _best_slice(result) -> int:
 
 def _show(ax, img2d: np.ndarray, view, aspect: float, **kw) -> None:
     """Draw a (row, column) slice in the radiological orientation of bmeviz's figures."""
-    from ..plot import _set_limits
+    from ._compat import _set_limits
 
     img = view.image(img2d)
     ax.imshow(img, interpolation="nearest", aspect=aspect, **kw)
@@ -63,7 +63,7 @@ def _show(ax, img2d: np.ndarray, view, aspect: float, **kw) -> None:
 
 
 def _outline(ax, lab2d: np.ndarray, status: dict, view, aspect: float) -> None:
-    from ..plot import outline_mask
+    from ._compat import outline_mask
 
     edge = outline_mask(lab2d)
     rgba = np.zeros(lab2d.shape + (4,))
@@ -80,12 +80,12 @@ def change_figure(result, *, slice_index: int | None = None):
     and a chart of each track's volume at both visits."""
     from matplotlib.patches import Patch
 
-    from ..plot import _new_figure, _view, display_range
+    from ._compat import _new_figure, display_range, view_of
 
     b = result.baseline.volume
     s = _best_slice(result) if slice_index is None else int(slice_index)
     sp = b.spacing
-    view = _view(b, (1, 2), "radiological")
+    view = view_of(b, (1, 2), "radiological")
     aspect = sp[view.v] / sp[view.h]
     fig = _new_figure((13.0, 4.8))
     gs = fig.add_gridspec(1, 3, width_ratios=[1, 1, 1.15], left=0.02, right=0.98, top=0.9, bottom=0.14, wspace=0.22)
@@ -134,7 +134,7 @@ def checkerboard_figure(baseline, followup, registration, *, slices: Any = None,
     tiles mean aligned; each visit is shown in its own grey window."""
     import SimpleITK as sitk
 
-    from ..plot import _new_figure, _view, display_range
+    from ._compat import _new_figure, display_range, view_of
     from .register import resample
 
     b_arr = np.asarray(baseline.array, float)
@@ -144,7 +144,7 @@ def checkerboard_figure(baseline, followup, registration, *, slices: Any = None,
     if slices is None:
         slices = [int(round(v)) for v in np.linspace(0.25, 0.75, 3) * (n - 1)]
     sp = baseline.spacing
-    view = _view(baseline, (1, 2), "radiological")
+    view = view_of(baseline, (1, 2), "radiological")
     aspect = sp[view.v] / sp[view.h]
     tile = max(4, int(round(tile_mm / sp[2])))
     wb = display_range(b_arr)
