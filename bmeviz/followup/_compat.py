@@ -18,20 +18,22 @@ except ImportError:  # bmeviz/plot.py as one module
     def view_of(volume: Any, axes2d: tuple[int, int] = (1, 2), orientation: str = "radiological"):  # type: ignore[no-redef]
         return _old_view(volume, axes2d, orientation)
 
-try:
-    from ..result import _input_name
-except ImportError:
-    from ..pipeline import _input_name  # type: ignore[no-redef]
+from .. import pipeline as _pipeline
+
+# where the pipeline still has them, it is this bmeviz's own (look there first: an editable
+# install of another checkout can make a missing submodule importable from elsewhere)
+if hasattr(_pipeline, "_input_name"):
+    _input_name = _pipeline._input_name
+else:
+    from ..result import _input_name  # type: ignore[no-redef]
 
 
 def version() -> str:
     """bmeviz's version, without importing the package root."""
-    try:
-        from .._version import __version__
-    except ImportError:
-        from ..pipeline import _version
+    if hasattr(_pipeline, "_version"):
+        return _pipeline._version()
+    from .._version import __version__
 
-        return _version()
     return __version__
 
 
