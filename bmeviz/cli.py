@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
 #: Modules that add their own sub-commands: each has ``add_cli(subparsers, command)``,
 #: adds a parser and registers its handler with the ``command(name)`` decorator. They
 #: must not import heavy optional packages (napari, Qt, dask) at import time.
-_EXTENSION_MODULES = ("bmeviz.batch", "bmeviz.napari.cli", "bmeviz.validate.cli", "bmeviz.scores.cli", "bmeviz.region")
+_EXTENSION_MODULES = ("bmeviz.batch", "bmeviz.napari.cli", "bmeviz.validate.cli", "bmeviz.scores.cli", "bmeviz.region",
+                      "bmeviz.followup.cli")
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:

@@ -26,7 +26,8 @@ def test_manifest_is_valid_and_complete():
     assert {"*.nii", "*.nii.gz", "*.dcm"} <= set(c.readers[0].filename_patterns)
     assert c.writers[0].layer_types == ["labels"] and ".nii.gz" in c.writers[0].filename_extensions
     assert [s.key for s in c.sample_data] == ["phantom"]
-    assert [w.display_name for w in c.widgets] == ["BME segmentation", "BME scores", "Bone region (bmeviz)"]
+    assert [w.display_name for w in c.widgets] == ["BME segmentation", "BME scores", "Bone region (bmeviz)",
+                                                     "BME follow-up"]
 
 
 def test_core_and_cli_do_not_import_napari_or_qt():
