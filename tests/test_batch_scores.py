@@ -216,3 +216,21 @@ def test_score_column_combinations(manifest, tmp_path):
     df = read_manifest(manifest)
     assert list(df["score_scheme"]) == ["sparcc+berlin", "sparcc+berlin"]
     assert df.loc[1, "score_slices"] == "1-6" and len(df.loc[1, "fluid_point_mm"]) == 3
+
+
+def test_score_cli_report(manifest, tmp_path, capsys):
+    """``bmeviz score --report``: the same section as in the batch's report, as a page of its own."""
+    from bmeviz.cli import main
+
+    data = manifest.parent
+    les = np.zeros((S, R, C), bool)
+    for (s0, s1), (r0, r1), (c0, c1), _ in LESIONS_A:
+        les[s0:s1 + 1, r0:r1 + 1, c0:c1 + 1] = True
+    save_mask(les, Volume(np.zeros((S, R, C), np.float32), oblique_affine(spacing=SP)), data / "A_les.nii.gz")
+    out = tmp_path / "scored"
+    assert main(["score", str(data / "A.nii.gz"), "--lesions", str(data / "A_les.nii.gz"), "--anatomy",
+                 str(data / "A_quadrants.nii.gz"), "--scheme", "sparcc", "--fluid-mask", str(data / "A_fluid.nii.gz"),
+                 "--out", str(out), "--report"]) == 0
+    page = (out / "report.html").read_text()
+    assert "SPARCC score: 10 (max 72)" in page and page.count("data:image/png;base64,") == 6
+    assert "<script" not in page and str(data) not in page
