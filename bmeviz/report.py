@@ -41,7 +41,8 @@ h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.6em;borde
 .card .v{font-size:1.35em;font-weight:600}.card .l{color:#666;font-size:.8em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right}th{background:#f4f4f4}
-td.t,th.t{text-align:left}
+td.t,th.t{text-align:left}table.lesions{width:100%;max-width:46em}tr.rest td{color:#555;font-style:italic}
+@media print{body{max-width:none;margin:0}img{max-width:100%}.figs figure{flex:1 1 45%}details{display:none}}
 img{max-width:100%;height:auto;border:1px solid #eee}
 .figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.figs figure{margin:0;flex:1 1 320px}
 figcaption{color:#555;font-size:.85em}
@@ -56,7 +57,18 @@ def _png(fig: Any, dpi: int = 100) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _fmt(v: Any, digits: int = 4) -> str:
+#: Decimals per quantity: a researcher copies these numbers into a paper, so each kind of
+#: number has one fixed format (never ``1.793e+04`` beside ``0.9038``).
+_DECIMALS = {"volume_ml": 3, "volume_mm3": 1, "mean_intensity": 1, "max_intensity": 1, "ratio_to_reference": 2,
+             "z_score": 2, "centroid_slice": 1, "centroid_row": 1, "centroid_col": 1, "centroid_x_mm": 1,
+             "centroid_y_mm": 1, "centroid_z_mm": 1}
+#: Lesion rows shown in full; beyond this the smallest lesions are summarised in one row.
+MAX_ROWS = 20
+
+
+def _fmt(v: Any, digits: int | None = None) -> str:
+    """A value for a table cell: integers as they are, floats in fixed decimals (``digits``, or
+    1 decimal from 100 up, 2 from 1 up, 3 below)."""
     if v is None:
         return "–"
     if isinstance(v, (bool, np.bool_)):
@@ -67,7 +79,13 @@ def _fmt(v: Any, digits: int = 4) -> str:
         f = float(v)
         if not np.isfinite(f):
             return "–"
-        return f"{f:.{digits}g}"
+        if f.is_integer() and digits is None and abs(f) < 1e6:
+            return str(int(f))
+        if digits is None:
+            digits = 1 if abs(f) >= 100 else 2 if abs(f) >= 1 else 3
+        return f"{f:,.{digits}f}".replace(",", " ")
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float, np.integer, np.floating)) for x in v):
+        return html.escape(", ".join(_fmt(x) for x in v))
     if isinstance(v, (list, tuple, dict)):
         return html.escape(json.dumps(v))
     return html.escape(str(v))
@@ -79,17 +97,32 @@ def _kv_table(rows: list[tuple[str, Any]]) -> str:
 
 
 def _lesion_table(table: Any) -> str:
+    """The lesion table as it fits a printed page: id, mL, × reference, z, slices, centre (mm);
+    the largest :data:`MAX_ROWS` lesions in full, the long tail of small ones in one row
+    (every column of every lesion is in lesions.csv)."""
     if table is None or len(table) == 0:
         return "<p>No lesion.</p>"
-    cols = [c for c in ("lesion_id", "volume_ml", "volume_mm3", "voxels", "mean_intensity", "max_intensity",
-                        "ratio_to_reference", "z_score", "first_slice", "last_slice", "n_slices",
-                        "centroid_slice", "centroid_row", "centroid_col",
-                        "centroid_x_mm", "centroid_y_mm", "centroid_z_mm") if c in table.columns]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    t = table.sort_values("volume_ml", ascending=False, kind="stable")
+    shown = t if len(t) <= MAX_ROWS + 5 else t.iloc[:MAX_ROWS]
+    rest = t.iloc[len(shown):]
+    head = ("<tr><th>lesion</th><th>volume (mL)</th><th>mean / reference mean</th><th>z-score</th>"
+            "<th>slices</th><th>centre x, y, z (RAS mm)</th></tr>")
     body = []
-    for _, row in table[cols].iterrows():
-        body.append("<tr>" + "".join(f"<td>{_fmt(row[c])}</td>" for c in cols) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    for _, row in shown.iterrows():
+        z = row.get("z_score")
+        centre = ", ".join(_fmt(row.get(c), 1) for c in ("centroid_x_mm", "centroid_y_mm", "centroid_z_mm"))
+        slices = f"{int(row['first_slice'])}–{int(row['last_slice'])}" if "first_slice" in row else "–"
+        if "n_slices" in row:
+            slices += f" ({int(row['n_slices'])})"
+        body.append(f"<tr><td>{int(row['lesion_id'])}</td><td>{_fmt(row['volume_ml'], 3)}</td>"
+                    f"<td>{_fmt(row.get('ratio_to_reference'), 2)}</td><td>{_fmt(z, 2)}</td>"
+                    f"<td>{slices}</td><td>{centre}</td></tr>")
+    if len(rest):
+        body.append(f"<tr class='rest'><td class='t' colspan='2'>{len(rest)} smaller lesions "
+                    f"(each &lt; {_fmt(float(rest['volume_ml'].max()), 3)} mL)</td>"
+                    f"<td class='t' colspan='4'>{_fmt(float(rest['volume_ml'].sum()), 3)} mL together; "
+                    "every lesion is listed in lesions.csv</td></tr>")
+    return f"<table class='lesions'>{head}{''.join(body)}</table>"
 
 
 def _reference_figure(result: Any) -> Any:
@@ -132,7 +165,12 @@ def report_html(result: Any, *, include_phi: bool = False, title: str | None = N
     t = result.threshold
     st = t.stats
     src = prov.get("input") or {}
-    name = title if title is not None else (src.get("name") or "scan")
+    if title is not None and str(title).strip():
+        name = str(title).strip()
+    elif include_phi and src.get("name"):
+        name = os.path.basename(str(src["name"]).rstrip("/")) or "scan"
+    else:  # a digest is no title: say what was measured, the digest stays in the provenance
+        name = " ".join(str(x) for x in (src.get("sequence"), src.get("description")) if x) or "scan"
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
     frac = totals.get("bme_fraction_of_region")
@@ -140,8 +178,8 @@ def report_html(result: Any, *, include_phi: bool = False, title: str | None = N
         ("lesions", str(totals["n_lesions"])),
         ("total BME volume", f"{totals['total_volume_ml']:.3f} mL"),
         ("of the search region", "–" if frac is None else f"{100 * frac:.2f} %"),
-        ("threshold", f"{t.value:.4g}"),
-        ("rule", f"{t.rule}" + ("" if t.k is None else f", k = {t.k:g}")),
+        ("threshold", _fmt(t.value, 1)),
+        ("rule", f"{t.rule}" + ("" if t.k is None else f", k = {t.k:.2f}")),
     ]
     cards_html = "".join(f"<div class='card'><div class='v'>{html.escape(v)}</div><div class='l'>{html.escape(k)}</div></div>"
                          for k, v in cards)
@@ -219,7 +257,9 @@ def save_report(result: Any, path: str | os.PathLike, *, include_phi: bool = Fal
     include_phi : bool
         Show file paths and the series UID (never shown otherwise).
     title : str, optional
-        Heading (e.g. the study id); default: the input's file or folder name.
+        The study label the user gives (e.g. ``"SIJ-042 baseline"``), used as the title;
+        default: the sequence and series description (the input's name only with
+        ``include_phi``: file names often carry patient names).
     sections : list of str, optional
         More HTML sections (self-contained fragments, e.g. :func:`bmeviz.scores.html_fragment`),
         inserted after the threshold and reference, before the input.

@@ -43,13 +43,15 @@ def test_report_holds_table_threshold_reference_and_provenance(result, tmp_path)
     text = save_report(result, tmp_path / "r.html", title="K07").read_text(encoding="utf-8")
     assert "<title>BME report: K07</title>" in text
     assert f"{result.total_volume_ml:.3f} mL" in text
-    assert f"{result.threshold.value:.4g}" in text
+    from bmeviz.report import _fmt
+
+    assert _fmt(result.threshold.value, 1) in text
     st = result.threshold.stats
     for v in (st.q3, st.iqr, st.mean):
-        assert f"{v:.4g}" in text
-    # one row per lesion in the table, with its volume
+        assert _fmt(v) in text
+    # one row per lesion in the table, with its volume in fixed decimals
     for _, row in result.table.iterrows():
-        assert f"<td>{int(row['lesion_id'])}</td><td>{row['volume_ml']:.4g}</td>" in text
+        assert f"<td>{int(row['lesion_id'])}</td><td>{row['volume_ml']:.3f}</td>" in text
     assert "provenance.json" in text and "&quot;software&quot;" in text
     assert "bmeviz " + bmeviz.__version__ in text
 
@@ -84,3 +86,34 @@ def test_report_has_no_identifiers_unless_asked(tmp_path):
     text = save_report(res, tmp_path / "phi.html", include_phi=True).read_text(encoding="utf-8")
     assert "Doe_Jane_PID-778899" in text  # the paths, asked for
     assert vol.metadata["series_uid"] in text
+
+
+def test_report_reads_like_a_paper_table(result, tmp_path):
+    """Fixed decimals (no 1.793e+04 beside 0.9038), a table that fits the page, the study label
+    as title, and a long tail of tiny lesions summarised in one row."""
+    import dataclasses
+
+    import numpy as np
+
+    from bmeviz.lesions import lesion_table
+    from bmeviz.report import MAX_ROWS, report_html
+
+    text = report_html(result)
+    assert not re.search(r"\d\.\d+e[+-]\d", text.split("<h2>Provenance")[0])  # no e-notation above the raw JSON
+    assert "sha256:" not in text.split("<h2>Provenance")[0].split("<body>")[1].split("<h2>")[0]  # not the title
+    assert "<title>BME report: SIJ-042 baseline</title>" in report_html(result, title="SIJ-042 baseline")
+    # 60 specks beside the real lesions: the largest rows in full, the rest in one line
+    labels = result.labels.copy()
+    free = np.argwhere((labels == 0) & (result.volume.array > -np.inf))[::997][:60]
+    for i, (z, r, c) in enumerate(free, start=int(labels.max()) + 1):
+        labels[z, r, c] = i
+    table = lesion_table(labels, result.volume.array, affine=result.volume.affine, reference=result.threshold.stats)
+    many = dataclasses.replace(result, labels=labels, mask=labels > 0, table=table)
+    text = report_html(many)
+    lesion_html = text.split("class='lesions'>")[1].split("</table>")[0]
+    assert lesion_html.count("<tr>") == MAX_ROWS + 1  # header + the largest lesions
+    n_rest = len(table) - MAX_ROWS
+    assert f"{n_rest} smaller lesions" in lesion_html and "lesions.csv" in lesion_html
+    rest_ml = table.sort_values("volume_ml", ascending=False)["volume_ml"].iloc[MAX_ROWS:].sum()
+    assert f"{rest_ml:.3f} mL together" in lesion_html
+    assert lesion_html.count("<th>") == 6  # six columns: fits a printed page

@@ -45,7 +45,15 @@ __all__ = [
     "display_orientation",
     "series_records",
     "layer_name",
+    "mask_role",
+    "mask_style",
+    "COLORS",
 ]
+
+#: The widget's colours, one per kind of layer (readable on a grey scan and on each other):
+#: the search region a thin blue outline, the reference a green fill, the threshold preview
+#: an orange fill; lesions are thick outlines in the colour of their id (bmeviz.plot).
+COLORS = {"region": "#8fc1ff", "reference": "#2ee86a", "preview": "#ff8c00", "seeds": "#ffe600"}
 
 #: Key of the bmeviz geometry record in a napari layer's ``metadata``.
 KEY = "bmeviz"
@@ -54,7 +62,7 @@ KEY = "bmeviz"
 AXIS_LABELS = ("slice", "row", "column")
 
 #: Volume metadata kept in the layer record (small, JSON-friendly items only).
-_KEEP = ("source", "description", "sequence", "series_number", "series_key", "series_uid", "echo",
+_KEEP = ("source", "description", "sequence", "series_number", "series_key", "series_uid", "echo", "echo_time",
          "manufacturer", "modality", "plane", "rescale", "geometry", "fluid_sensitive")
 
 
@@ -74,16 +82,59 @@ def world_frame(affine: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(s) for s in spacing), tuple(float(t) for t in translate)
 
 
+def _echo_text(echo: Any, echo_time: Any, n_echoes: int | None = None) -> str:
+    if echo is None:
+        return ""
+    of = f"/{n_echoes}" if n_echoes else ""
+    te = f" (TE {float(echo_time):.1f} ms)" if echo_time not in (None, "") else ""
+    return f"echo {float(echo):g}{of}{te}"
+
+
 def series_records(infos: Sequence[Any]) -> list[dict]:
-    """Short records of :func:`bmeviz.list_series` results for the widget's series list."""
+    """Short records of :func:`bmeviz.list_series` results for the widget's series list:
+    series number, description, sequence, echo and TE, slices (* = fluid-sensitive)."""
     out = []
+    echoes: dict[str, int] = {}
     for s in infos:
-        echo = f", echo {s.echo:g}" if s.echo is not None else ""
-        label = (f"[{s.number}] " if s.number is not None else "") + (s.description or "(no description)")
-        label += f" - {s.sequence}{echo}, {s.n_slices} sl" + (" *" if s.fluid_sensitive else "")
+        if s.echo is not None:
+            echoes[s.uid] = echoes.get(s.uid, 0) + 1
+    for s in infos:
+        parts = [f"series {s.number}" if s.number is not None else "series ?", s.description or "(no description)",
+                 s.sequence]
+        echo = _echo_text(s.echo, s.echo_time, echoes.get(s.uid))
+        if echo:
+            parts.append(echo)
+        label = " · ".join(parts) + f", {s.n_slices} sl" + (" *" if s.fluid_sensitive else "")
         out.append({"key": s.key, "label": label, "sequence": s.sequence, "fluid_sensitive": bool(s.fluid_sensitive),
-                    "shape": list(s.shape), "plane": s.plane})
+                    "shape": list(s.shape), "plane": s.plane, "echo": s.echo, "echo_time": s.echo_time,
+                    "n_echoes": echoes.get(s.uid)})
     return out
+
+
+def mask_role(name: str) -> str | None:
+    """``'reference'`` or ``'region'`` when a mask's name says so (e.g. ``1013_normal_marrow``,
+    ``disease_region``, ``bone``), else None."""
+    n = name.lower().replace("_", " ").replace("-", " ")
+    if any(w in n for w in ("normal", "reference", "healthy")):
+        return "reference"
+    if any(w in n for w in ("region", "bone", "marrow", "roi", "sacrum", "ilium", "femur", "tibia")):
+        return "region"
+    return None
+
+
+def mask_style(name: str, n_labels: int = 1) -> dict:
+    """``add_labels`` keywords that show a mask in its role's colour (region: thin outline,
+    reference: translucent fill); a multi-label mask keeps napari's colours."""
+    role = mask_role(name)
+    if role is None or n_labels > 1:
+        return {"opacity": 0.5}
+    color = COLORS[role]
+    style = {"colormap": {None: "transparent", 0: "transparent", 1: color}}
+    if role == "region":
+        style.update(opacity=0.8)
+    else:
+        style.update(opacity=0.45)
+    return style
 
 
 def layer_name(volume: Volume, path: str | os.PathLike | None = None) -> str:
@@ -96,8 +147,17 @@ def layer_name(volume: Volume, path: str | os.PathLike | None = None) -> str:
                 return name[: -len(ext)]
         return name
     desc = str(md.get("description") or md.get("sequence") or "image").strip() or "image"
+    parts = [desc]
+    seq = md.get("sequence")
+    if seq and str(seq).lower() not in desc.lower():
+        parts.append(str(seq))
+    echo = _echo_text(md.get("echo"), md.get("echo_time"))
+    if echo:
+        parts.append(echo)
     number = md.get("series_number")
-    return f"{desc} [{number}]" if number not in (None, "") else desc
+    if number not in (None, ""):
+        parts.append(f"series {number}")
+    return " · ".join(parts)
 
 
 def image_kwargs(
@@ -200,7 +260,12 @@ def display_orientation(volume: Volume) -> tuple[bool, str, str]:
     >>> display_orientation(Volume(np.zeros((2, 3, 3)), a))
     (False, 'up', 'right')
     """
-    from ..plot import _view
-
-    view = _view(volume, (1, 2), "radiological")
+    view = _radiological_view(volume)
     return bool(view.transpose), ("up" if view.flip_v else "down"), ("left" if view.flip_h else "right")
+
+
+def _radiological_view(volume: Volume):
+    """bmeviz.plot's radiological view of the (row, column) plane (shared with the figures)."""
+    from ..plot.view import view_of
+
+    return view_of(volume, (1, 2), "radiological")

@@ -30,7 +30,7 @@ def add_cli(subparsers, command) -> None:
     p.add_argument("--region", metavar="MASK", help="search region mask (bone/marrow) on the image grid")
     p.add_argument("--seed", action="append", metavar="Z,Y,X", help="voxel (slice,row,column) in a lesion; repeatable")
     p.add_argument("--find-all", action="store_true", help="segment every lesion in --region (no seeds needed)")
-    p.add_argument("--edge", choices=["half-max", "threshold"], help="lesion edge (widget default half-max)")
+    p.add_argument("--edge", choices=["half-max", "threshold"], help="lesion edge (default: as bmeviz segment)")
     p.add_argument("--slice", type=int, help="slice to show (default: the one with the most BME, else the middle)")
     p.add_argument("--screenshot", metavar="FILE", help="save the napari window to FILE (PNG) and exit")
     p.add_argument("--size", default="1280x900", metavar="WxH", help="window size for --screenshot (default 1280x900)")
@@ -57,7 +57,7 @@ def run_view(volume, *, path=None, reference=None, reference_point=None, referen
 
     from ..errors import ParameterError
     from ..io import list_series, load
-    from ._layers import image_kwargs, labels_kwargs, series_records
+    from ._layers import image_kwargs, labels_kwargs, mask_style, series_records
 
     if screenshot and os.environ.get("QT_QPA_PLATFORM") == "offscreen":
         raise ParameterError("--screenshot needs an X display (offscreen Qt has no OpenGL): run it under "
@@ -80,19 +80,15 @@ def run_view(volume, *, path=None, reference=None, reference_point=None, referen
         raise ParameterError(f"--size must be WIDTHxHEIGHT, e.g. 1280x900; got {size!r}") from None
     image = viewer.add_image(volume.array, **image_kwargs(volume, path=path, series=records))
     masks = {}
-    looks = {"normal marrow (reference)": ("#7CFC00", 0.35), "region": ("#5fa8ff", 0.6)}
+    _, widget = viewer.window.add_plugin_dock_widget("bmeviz", "BME segmentation")
     for name, src in (("normal marrow (reference)", reference), ("region", region)):
         if src is None:
             continue
         mvol = load(src)
         if mvol.shape != volume.shape:
             raise ParameterError(f"{src}: shape {mvol.shape} differs from the image's {volume.shape}")
-        color, opacity = looks[name]
         masks[name] = viewer.add_labels((mvol.array > 0).astype("uint8"), **labels_kwargs(volume, name=name),
-                                        opacity=opacity, colormap={None: "transparent", 0: "transparent", 1: color})
-        if name == "region":
-            masks[name].contour = 1
-    _, widget = viewer.window.add_plugin_dock_widget("bmeviz", "BME segmentation")
+                                        **mask_style(name))
     widget.set_image(image)
     if "region" in masks:
         widget.region_combo.setCurrentIndex(widget.region_combo.findText(masks["region"].name))

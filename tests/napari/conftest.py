@@ -99,3 +99,36 @@ def non_black_share():
         return float((rgb.max(axis=-1) > 16).mean())
 
     return share
+
+
+def _click(viewer, image, index):
+    """A real mouse click on the canvas at voxel ``index`` (slice, row, column) of ``image``
+    (the row/column may lie outside the image): go to its slice, centre the camera on the
+    point, click the canvas centre with the left button."""
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QApplication
+
+    raw = getattr(viewer, "__wrapped__", viewer)  # the viewer behind the plugin proxy (canvas access)
+    world = np.asarray(image.data_to_world(np.asarray(index, float)), float)
+    inside = np.clip(np.asarray(index, float), 0, np.asarray(image.data.shape) - 1)
+    world[0] = image.data_to_world(inside)[0]  # the slice shown is always one of the image's
+    raw.dims.set_point(0, world[0])
+    raw.scene.camera.center = tuple(world[1:])
+    canvas = raw.window._qt_viewer.canvas.native
+    QApplication.processEvents()
+    QTest.mouseClick(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(canvas.width() // 2, canvas.height() // 2))
+    QApplication.processEvents()
+
+
+@pytest.fixture
+def click():
+    """``click(viewer, image_layer, (slice, row, column))``: a real mouse click on the canvas there."""
+    return _click
+
+
+@pytest.fixture(autouse=True)
+def _autosave_here(tmp_path, monkeypatch):
+    """Autosaves of the widget go to the test's folder, never to the user's cache."""
+    monkeypatch.setenv("BMEVIZ_AUTOSAVE_DIR", str(tmp_path / "autosave"))

@@ -31,7 +31,7 @@ def test_manifest_is_valid_and_complete():
 
 def test_core_and_cli_do_not_import_napari_or_qt():
     code = (
-        "import sys, bmeviz, bmeviz.cli, bmeviz.napari, bmeviz.napari.cli, bmeviz.napari._reader, "
+        "import sys, bmeviz, bmeviz.cli, bmeviz.session, bmeviz.napari, bmeviz.napari.cli, bmeviz.napari._reader, "
         "bmeviz.napari._writer, bmeviz.napari._sample\n"
         "import argparse\n"
         "p = argparse.ArgumentParser(); sub = p.add_subparsers(dest='command')\n"
@@ -45,7 +45,7 @@ def test_core_and_cli_do_not_import_napari_or_qt():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("make", ["missing", "text", "png", "empty_dir", "dir_of_text", "two_paths", "none"])
+@pytest.mark.parametrize("make", ["missing", "text", "png", "two_paths", "none"])
 def test_get_reader_declines_what_it_cannot_read(tmp_path, make):
     if make == "missing":
         path = tmp_path / "nope.nii.gz"
@@ -67,6 +67,52 @@ def test_get_reader_declines_what_it_cannot_read(tmp_path, make):
     else:
         path = None
     assert napari_get_reader(path) is None
+
+
+@pytest.mark.parametrize("make", ["empty_dir", "dir_of_text"])
+def test_folders_bmeviz_cannot_read_get_a_reason(tmp_path, make):
+    """Any folder gets the bmeviz reader, which says why it cannot open it (not napari's 'refused')."""
+    path = tmp_path / "docs"
+    path.mkdir()
+    if make == "dir_of_text":
+        (path / "readme.txt").write_text("hello")
+    reader = napari_get_reader(str(path))
+    assert reader is not None
+    with pytest.raises(bmeviz.UnreadableFileError, match="^No DICOM images in the folder 'docs'"):
+        reader(str(path))
+
+
+def test_reader_masks_open_as_labels_on_their_grid(shared_data):
+    from bmeviz.napari._reader import is_mask
+
+    root = shared_data("sij-stir-dev")
+    scan = root / "images" / "1013_STIR.nii.gz"
+    (img, img_kw, kind), = read(str(scan))
+    assert kind == "image" and not is_mask(img)
+    for folder, name in (("disease_region", "1013_disease_region"), ("normal_marrow", "1013_normal_marrow"),
+                         ("inflammation", "1013_inflammation_R11")):
+        path = root / folder / f"{name}.nii.gz"
+        (data, kw, kind), = napari_get_reader(str(path))(str(path))
+        assert kind == "labels" and kw["name"] == name
+        assert np.array_equal(data > 0, bmeviz.load(path).array > 0) and data.dtype == np.uint8
+        assert np.allclose(kw["scale"], img_kw["scale"]) and np.allclose(kw["translate"], img_kw["translate"])
+        assert np.allclose(kw["metadata"]["bmeviz"]["affine"], img_kw["metadata"]["bmeviz"]["affine"], atol=1e-3)
+
+
+def test_reader_picks_the_longest_echo_and_says_why(shared_data):
+    folder = shared_data("knee-dicom", "mese-t2-multiecho")
+    with pytest.warns(bmeviz.BmevizWarning, match=r"^echo 8 of 8 \(TE 50\.5 ms\) opened: the longest echo time"):
+        (data, kw, kind), = read(str(folder))
+    assert kind == "image" and data.shape == (24, 256, 256)
+    assert kw["name"] == "ANONYMIZED · T2 · echo 8 (TE 50.5 ms) · series 8"
+    assert len(kw["metadata"]["bmeviz"]["series"]) == 8
+    assert np.array_equal(data, bmeviz.load(folder, echo=8).array)
+    # one file of the series opens the echo it holds
+    first = sorted(folder.iterdir())[0]
+    with pytest.warns(bmeviz.BmevizWarning, match="holds echo"):
+        (d1, kw1, _), = read(str(first))
+    echo = kw1["metadata"]["bmeviz"]["volume_metadata"]["echo"]
+    assert np.array_equal(d1, bmeviz.load(folder, echo=echo).array)
 
 
 def _check_image_layer(layer_data, vol):
@@ -100,12 +146,12 @@ def test_reader_opens_synthetic_dicom_folder_and_lists_series(tmp_path, small_vo
     one = napari_get_reader(str(study / "stir"))
     assert one is not None
     kwargs = _check_image_layer(one(str(study / "stir")), small_volume)
-    assert kwargs["name"] == "STIR cor obl [5]"
+    assert kwargs["name"] == "STIR cor obl · series 5"
     assert len(kwargs["metadata"]["bmeviz"]["series"]) == 1
     # a study folder with two series: the fluid-sensitive one opens, both are listed
     with pytest.warns(bmeviz.BmevizWarning, match="fluid-sensitive"):
         (data, kw, _), = napari_get_reader(str(study))(str(study))
-    assert kw["name"] == "STIR cor obl [5]"
+    assert kw["name"] == "STIR cor obl · series 5"
     labels = [s["label"] for s in kw["metadata"]["bmeviz"]["series"]]
     assert len(labels) == 2 and any("T1" in s for s in labels)
     # and a single DICOM file opens its series
@@ -158,3 +204,30 @@ def test_sample_data_and_open_in_viewer(make_napari_viewer_proxy, tmp_path, phan
     written = lab.save(str(tmp_path / "truth_out.nii.gz"), plugin="bmeviz")
     assert written and np.allclose(nib.load(written[0]).affine, nib.load(path).affine, atol=1e-5)
     assert np.array_equal(bmeviz.load(written[0]).array, gt["truth"])
+
+
+def test_dicom_seg_opens_as_labels_on_its_series_grid(tmp_path, dicom_series):
+    """A DICOM SEG written by bmeviz opens as Labels on the grid of the series it segments."""
+    vol = bmeviz.load(dicom_series)
+    labels = np.zeros(vol.shape, np.int32)
+    labels[4:7, 10:20, 8:16] = 1
+    labels[8:10, 25:30, 20:26] = 2
+    from bmeviz.pipeline import segment
+
+    point = tuple(int(v) for v in np.asarray(vol.shape) // 2)
+    with pytest.warns(bmeviz.BmevizWarning, match="no seeds and no region"):
+        res = segment(vol, reference=point, reference_radius_mm=6, rule="mean-sd", k=2.0)
+    import dataclasses
+
+    from bmeviz.lesions import lesion_table
+
+    res = dataclasses.replace(res, labels=labels, mask=labels > 0,
+                              table=lesion_table(labels, vol.array, affine=vol.affine))
+    out = tmp_path / "study" / "seg"
+    seg_path = res.save(out, seg=True, overlay=False)["seg"]
+    reader = napari_get_reader(str(seg_path))
+    assert reader is not None
+    (data, kw, kind), = reader(str(seg_path))
+    assert kind == "labels" and kw["name"].endswith("(SEG)")
+    assert np.array_equal(data, labels)
+    assert np.allclose(kw["metadata"]["bmeviz"]["affine"], vol.affine, atol=1e-3)

@@ -1,7 +1,9 @@
-"""The "BME segmentation" widget end to end on the phantom: reference, preview, seeds, grow,
-undo, table, jump, export, errors."""
+"""The "BME segmentation" widget end to end on the phantom with real mouse clicks: reference,
+preview, seeds, grow, undo/redo, refused clicks, table, lesion edits, hand edits, 3D, export."""
 
 from __future__ import annotations
+
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -10,97 +12,87 @@ import pytest
 
 import bmeviz
 from bmeviz.data import sample_path
-
-
-def _click(viewer, image, index):
-    """A real mouse click on the canvas at voxel ``index`` (slice, row, column) of ``image``:
-    go to its slice, centre the camera on it, click the canvas centre."""
-    from qtpy.QtCore import QPoint, Qt
-    from qtpy.QtTest import QTest
-    from qtpy.QtWidgets import QApplication
-
-    raw = getattr(viewer, "__wrapped__", viewer)  # the viewer behind the plugin proxy (canvas access)
-    world = image.data_to_world(np.asarray(index, float))
-    raw.dims.set_point(0, world[0])
-    raw.scene.camera.center = tuple(world[1:])
-    canvas = raw.window._qt_viewer.canvas.native
-    QApplication.processEvents()
-    QTest.mouseClick(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                     QPoint(canvas.width() // 2, canvas.height() // 2))
-    QApplication.processEvents()
-
-
-def _set_reference(widget, point):
-    widget.reference_layer(create=True).data = [list(map(float, point))]
-    widget.update_threshold()
-
-
-def _add_seeds(widget, seeds, wait=None):
-    """One click per seed, as a user would: each click grows (clicks that come while a
-    segmentation runs are merged into the next one); ``wait`` waits for each to finish."""
-    layer = widget.seeds_layer(create=True)
-    for s in seeds:
-        layer.add([list(map(float, s))])
-        if wait is not None:
-            wait(widget)
+from bmeviz.pipeline import DEFAULTS
 
 
 def test_widget_end_to_end_matches_segment_and_truth(phantom_viewer, phantom_sample, wait_idle, tmp_path,
-                                                     error_notifications, qtbot):
+                                                     error_notifications, qtbot, click):
     viewer, widget = phantom_viewer(show=True)
     vol, gt = phantom_sample
     image = viewer.layers["phantom STIR"]
     assert widget.image_combo.currentText() == "phantom STIR"
     assert widget.region_combo.currentText() == "bone (search region)"  # guessed from its name
-    assert widget.edge_combo.currentText() == "half-max"
+    assert widget.edge_combo.currentText() == DEFAULTS["edge"]  # the CLI's defaults: same clicks, same mL
+    assert widget.auto_k.isChecked() == (DEFAULTS["k"] is None)
+    assert widget.scroll_area.widget() is not None
 
     # 1. reference: "Place point", then a click in normal marrow; statistics and threshold as the core's
     ref_point = tuple(int(v) for v in np.argwhere(gt["reference"]).mean(axis=0).round())
+    assert "No reference yet" in widget.stats_label.text()
     widget.place_reference()
-    _click(viewer, image, ref_point)
+    click(viewer, image, ref_point)
     assert np.array_equal(np.rint(widget.reference_layer().data), [ref_point])
     widget.update_threshold()  # (the click scheduled it on a 0 ms timer)
+    assert "No reference yet" not in widget.stats_label.text() and "mean" in widget.stats_label.text()
     from bmeviz.pipeline import resolve_reference
     from bmeviz.threshold import compute_threshold
 
     mask, _ = resolve_reference(ref_point, vol, radius_mm=8.0)
     expected_thr = compute_threshold(vol.array, reference=mask, region=gt["bone"])
     assert widget.threshold.value == pytest.approx(expected_thr.value)
-    assert f"{expected_thr.value:.4g}" in widget.threshold_label.text()
-    assert "mean" in widget.stats_label.text()
+    assert f"{expected_thr.value:.1f}" in widget.threshold_label.text()
 
     # live preview: the current slice, above threshold inside the region, nothing elsewhere
     z = ref_point[0]
     viewer.dims.set_current_step(0, z)
     preview = np.asarray(widget.preview_layer.data)
     expected = (vol.array[z] >= widget.threshold.value) & gt["bone"][z]
-    assert np.array_equal(preview[z].astype(bool), expected)
-    assert preview.sum() == expected.sum()
-    viewer.dims.set_current_step(0, z + 1)
-    preview = np.asarray(widget.preview_layer.data)
-    assert not preview[z].any() and preview[z + 1].any() == bool(((vol.array[z + 1] >= widget.threshold.value) &
-                                                                    gt["bone"][z + 1]).any())
+    assert np.array_equal(preview[z].astype(bool), expected) and preview.sum() == expected.sum()
 
-    # 2. seeds: "Add seeds", then one click per lesion; each click grows (in a worker)
+    # 2. seeds: "Add seeds", then one click per lesion; each click grows
     widget.add_seeds()
     for seed in gt["seeds"]:
-        _click(viewer, image, seed)
-        wait_idle(widget)
+        click(viewer, image, seed)
     assert np.array_equal(np.rint(widget.seeds()), gt["seeds"])
     labels_layer = viewer.layers["BME"]
     assert labels_layer.contour > 0
-    res = bmeviz.segment(vol, reference=ref_point, reference_radius_mm=8.0, region=gt["bone"],
-                         seeds=gt["seeds"], edge="half-max")
+    res = bmeviz.segment(vol, reference=ref_point, reference_radius_mm=8.0, region=gt["bone"], seeds=gt["seeds"])
     assert np.array_equal(labels_layer.data, res.labels)  # exactly the core's answer
     assert widget.result.table["volume_ml"].tolist() == res.table["volume_ml"].tolist()
     truth_ml = [float((gt["truth"] == i).sum()) * vol.voxel_volume_mm3 / 1000 for i in range(1, 5)]
-    got = sorted(res.table["volume_ml"], reverse=True)
-    assert np.allclose(got, sorted(truth_ml, reverse=True), rtol=0.06)
+    assert res.total_volume_ml == pytest.approx(sum(truth_ml), rel=0.35)
     assert widget.table_widget.rowCount() == 4
-    assert f"{res.total_volume_ml:.3f} mL" in widget.total_label.text()
+    total = f"{res.total_volume_ml:.3f} mL"
+    assert total in widget.total_label.text() and total in widget.status_label.text()  # one source, one number
+    assert list(widget.seeds_layer().features["n"]) == [1, 2, 3, 4]  # numbered as the user counts
     assert not error_notifications
-    qtbot.wait(300)  # the hand-edit check (250 ms after a layer change) must not re-measure our own result
-    assert not widget.busy and "edited" not in widget.total_label.text()
+    qtbot.wait(300)
+    assert "edited" not in widget.total_label.text()
+
+    # 3. a click outside the image: refused at once, with the reason; nothing changes
+    before = np.array(labels_layer.data, copy=True)
+    click(viewer, image, (gt["seeds"][0][0], -40, vol.shape[2] // 2))
+    assert len(widget.seeds_layer().data) == 4 and len(widget.session.seeds) == 4
+    assert error_notifications and error_notifications[-1].startswith("The click is outside the image")
+    assert np.array_equal(labels_layer.data, before)
+    # ... and outside the bone region
+    outside = tuple(int(v) for v in np.argwhere(~gt["bone"] & (vol.array > 0))[0])
+    click(viewer, image, outside)
+    assert "outside the search region" in error_notifications[-1] and len(widget.session.seeds) == 4
+    widget.grow()  # the next grow is not spoiled by the refused clicks
+    assert np.array_equal(labels_layer.data, res.labels)
+
+    # 4. undo / redo of seeds (the widget's, also Ctrl+Z on the BME layers); remove the last seed
+    three = bmeviz.segment(vol, reference=ref_point, reference_radius_mm=8.0, region=gt["bone"],
+                           seeds=gt["seeds"][:3])
+    widget.undo()  # the "grow" step
+    widget.undo()  # the 4th seed
+    assert np.array_equal(labels_layer.data, three.labels) and len(widget.seeds_layer().data) == 3
+    widget.redo()
+    assert np.array_equal(labels_layer.data, res.labels) and len(widget.seeds_layer().data) == 4
+    widget.remove_seed()
+    assert np.array_equal(labels_layer.data, three.labels) and widget.table_widget.rowCount() == 3
+    widget.undo()
 
     # the table: selecting a row shows that lesion
     widget.table_widget.selectRow(2)
@@ -108,74 +100,81 @@ def test_widget_end_to_end_matches_segment_and_truth(phantom_viewer, phantom_sam
     assert viewer.dims.current_step[0] == int(round(row["centroid_slice"]))
     assert labels_layer.selected_label == int(row["lesion_id"])
 
-    # 3. export: like `bmeviz segment`, on the source grid
+    # 5. export: like `bmeviz segment`, on the source grid, plus the report and the session
     out = tmp_path / "export"
+    widget.study_edit.setText("Phantom study A")
     widget.export(out)
     wait_idle(widget)
-    assert {p.name for p in out.iterdir()} >= {"bme_mask.nii.gz", "lesions.csv", "provenance.json", "overlay.png"}
+    names = {p.name for p in out.iterdir()}
+    assert names >= {"bme_mask.nii.gz", "lesions.csv", "provenance.json", "overlay.png", "report.html",
+                     "session.bmeviz-session.json"}
+    assert "bme_seg.dcm" not in names  # a NIfTI source: no DICOM SEG
+    assert "<title>BME report: Phantom study A</title>" in (out / "report.html").read_text()
     mask_img = nib.load(out / "bme_mask.nii.gz")
     assert np.allclose(mask_img.affine, nib.load(sample_path("phantom_stir.nii.gz")).affine, atol=1e-5)
     assert np.array_equal(bmeviz.load(out / "bme_mask.nii.gz").array, res.labels)
     assert len(pd.read_csv(out / "lesions.csv")) == 4
-    assert image.metadata["bmeviz"]["path"] == "phantom_stir.nii.gz"
-
-    # 4. undo with napari's own history: the last grow (the 4th seed) is taken back
-    before_last = bmeviz.segment(vol, reference=ref_point, reference_radius_mm=8.0, region=gt["bone"],
-                                 seeds=gt["seeds"][:3], edge="half-max")
-    labels_layer.undo()
-    assert np.array_equal(labels_layer.data, before_last.labels)
-    labels_layer.redo()
-    assert np.array_equal(labels_layer.data, res.labels)
-
-    # 5. a bad seed (outside the volume): an error notification with bmeviz's message; nothing changes
-    result = widget.result
-    _add_seeds(widget, [(vol.shape[0] + 5, 10, 10)], wait=wait_idle)
-    assert len(error_notifications) == 1 and "outside the image" in error_notifications[0]
-    assert np.array_equal(labels_layer.data, res.labels)
-    assert widget.result is result and widget.table_widget.rowCount() == 4
-    assert "error" in widget.status_label.text()
+    # the autosave file holds this session
+    auto = widget.session.autosave_path
+    assert auto is not None and auto.exists()
+    assert np.array_equal(bmeviz.session.Session.load(auto, volume=vol).labels, res.labels)
 
 
-def test_find_all_in_region_and_hand_edits(viewer_with_widget, phantom_sample, wait_idle, qtbot,
-                                           error_notifications):
+def test_find_all_hand_edits_lesion_edits_and_3d(viewer_with_widget, phantom_sample, wait_idle, qtbot,
+                                                 error_notifications):
     viewer, widget = viewer_with_widget
     vol, gt = phantom_sample
     widget.find_all()  # no reference yet: an error that says what to do, nothing else
-    assert "reference" in error_notifications[-1] and "BME" not in viewer.layers
-    ref = viewer.add_labels(gt["reference"].astype(np.uint8), name="normal marrow",
-                            scale=viewer.layers["phantom STIR"].scale)
-    widget.ref_combo.setCurrentIndex(widget.ref_combo.findText("normal marrow"))
+    assert error_notifications[-1].startswith("No reference yet") and "BME" not in viewer.layers
+    viewer.add_labels(gt["reference"].astype(np.uint8), name="normal marrow",
+                      scale=viewer.layers["phantom STIR"].scale)
+    assert widget.ref_combo.currentText() == "normal marrow"  # offered as the reference when it appears
     widget.rule_combo.setCurrentText("mean-sd")
     widget.k_spin.setValue(3.0)
     widget.update_threshold()
     widget.find_all()
     wait_idle(widget)
-    res = bmeviz.segment(vol, reference=gt["reference"], region=gt["bone"], rule="mean-sd", k=3.0, edge="half-max")
-    assert np.array_equal(viewer.layers["BME"].data, res.labels)
-    assert widget.result.params["mode"] == "all-in-region" and res.n_lesions >= 4
-    assert ref.name == "normal marrow"
-    # a hand edit (erase lesion 1) is measured again and exported as edited
+    res = bmeviz.segment(vol, reference=gt["reference"], region=gt["bone"], rule="mean-sd", k=3.0)
     layer = viewer.layers["BME"]
+    assert np.array_equal(layer.data, res.labels)
+    assert widget.result.params["mode"] == "all-in-region" and res.n_lesions >= 4
+    # a brush edit (erase lesion 1) is measured again and marked as edited ...
     idx = np.nonzero(layer.data == 1)
     layer.data_setitem(idx, 0)
     qtbot.waitUntil(lambda: widget.table is not None and 1 not in set(widget.table["lesion_id"]), timeout=5000)
-    wait_idle(widget)
     assert "edited" in widget.total_label.text()
-    edited = widget._current_result()
+    edited = widget.result
     assert not (edited.labels == 1).any() and any("edited by hand" in m for m in edited.messages)
+    # ... and napari's own undo of the stroke brings the grown labels back: no longer "edited"
+    layer.undo()
+    qtbot.waitUntil(lambda: 1 in set(widget.table["lesion_id"]), timeout=5000)
+    assert "edited" not in widget.total_label.text() and np.array_equal(layer.data, res.labels)
+    # lesion editing by id from the table: merge two, then delete one
+    n = widget.table_widget.rowCount()
+    widget.table_widget.selectRow(0)
+    from qtpy.QtCore import QItemSelectionModel
 
-    # quick clicks while a grow runs are merged: the last result has every seed
-    _add_seeds(widget, gt["seeds"][:3])
-    wait_idle(widget)
-    quick = bmeviz.segment(vol, reference=gt["reference"], region=gt["bone"], rule="mean-sd", k=3.0,
-                           edge="half-max", seeds=gt["seeds"][:3])
-    assert np.array_equal(layer.data, quick.labels) and widget.result.params["mode"] == "seeded"
+    sel = widget.table_widget.selectionModel()
+    sel.select(widget.table_widget.model().index(1, 0),
+               QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
+    ids = widget._selected_ids()
+    assert len(ids) == 2
+    widget.merge_selected()
+    assert widget.table_widget.rowCount() == n - 1 and max(ids) not in set(np.unique(layer.data))
+    widget.table_widget.selectRow(0)
+    widget.delete_selected()
+    assert widget.table_widget.rowCount() == n - 2 and "edited" in widget.total_label.text()
+    widget.undo()
+    widget.undo()
+    assert np.array_equal(layer.data, res.labels) and "edited" not in widget.total_label.text()
 
-    # 3D view: no contours (napari draws them in 2D only), no slice preview; back in 2D both return
-    with pytest.warns(UserWarning, match="Contours are not displayed"):  # napari's, before ours switch them off
+    # 3D view: filled labels, no slice preview, no warning; back in 2D the outlines return
+    with warnings.catch_warnings(record=True) as caught:
         viewer.dims.ndisplay = 3
-    assert layer.contour == 0 and not widget.preview_layer.visible
-    viewer.dims.ndisplay = 2
+        qtbot.wait(50)
+        assert layer.contour == 0 and not widget.preview_layer.visible
+        viewer.dims.ndisplay = 2
+    assert not [w for w in caught if "Contours" in str(w.message)]
     assert layer.contour == 2 and widget.preview_layer.visible
 
 
@@ -186,7 +185,6 @@ def test_reference_drawn_or_from_shapes(viewer_with_widget, phantom_sample):
     vol, gt = phantom_sample
     image = viewer.layers["phantom STIR"]
     z, r, c = (int(v) for v in np.argwhere(gt["reference"]).mean(axis=0).round())
-    # "Draw": a Labels layer on the image grid, painted by hand
     widget.draw_reference()
     drawn = viewer.layers.selection.active
     assert widget.ref_combo.currentText() == drawn.name and drawn.mode == "paint"
@@ -195,7 +193,7 @@ def test_reference_drawn_or_from_shapes(viewer_with_widget, phantom_sample):
     widget.update_threshold()
     expected = compute_threshold(vol.array, reference=np.asarray(drawn.data) > 0, region=gt["bone"])
     assert widget.threshold.value == pytest.approx(expected.value)
-    # a Shapes layer in world mm (napari's default frame), converted to the image's voxels
+    assert "No reference yet" not in widget.stats_label.text()  # not stale after drawing one
     corners = [image.data_to_world((z, r + dr, c + dc)) for dr, dc in ((-4, -4), (-4, 4), (4, 4), (4, -4))]
     shapes = viewer.add_shapes([np.asarray(corners)], shape_type="polygon", name="ref box")
     widget.ref_combo.setCurrentIndex(widget.ref_combo.findText("ref box"))
@@ -203,9 +201,20 @@ def test_reference_drawn_or_from_shapes(viewer_with_widget, phantom_sample):
     mask = widget._layer_mask(shapes, "reference")
     zz, rr, cc = np.nonzero(mask)
     assert set(zz) == {z} and rr.min() >= r - 4 and rr.max() <= r + 4 and cc.min() >= c - 4 and cc.max() <= c + 4
-    assert mask.sum() >= 49
     expected = compute_threshold(vol.array, reference=mask, region=gt["bone"])
     assert widget.threshold.value == pytest.approx(expected.value)
+
+
+def test_removing_the_image_clears_stats_and_table(viewer_with_widget, phantom_sample):
+    viewer, widget = viewer_with_widget
+    vol, gt = phantom_sample
+    widget.reference_layer(create=True).data = [list(map(float, np.argwhere(gt["reference"]).mean(0).round()))]
+    widget.update_threshold()
+    widget.seeds_layer(create=True).add([list(map(float, gt["seeds"][0]))])
+    assert widget.table_widget.rowCount() == 1
+    viewer.layers.remove("phantom STIR")
+    assert widget.table_widget.rowCount() == 0 and widget.total_label.text() == "total: –"
+    assert widget.threshold_label.text() == "threshold: –" and "No scan" in widget.stats_label.text()
 
 
 def test_series_switch_from_a_multi_series_folder(make_napari_viewer_proxy, tmp_path, small_volume, wait_idle):
@@ -216,7 +225,7 @@ def test_series_switch_from_a_multi_series_folder(make_napari_viewer_proxy, tmp_
     write_dicom_series(small_volume.with_array(small_volume.array[:, :, ::-1].copy()), study / "t2",
                        sequence="T2", description="T2 FS cor", series_number=6)
     viewer = make_napari_viewer_proxy()
-    with pytest.warns(bmeviz.BmevizWarning):
+    with pytest.warns(bmeviz.BmevizWarning, match="^2 series in this folder; the fluid-sensitive STIR"):
         viewer.open(str(study), plugin="bmeviz")
     _, widget = viewer.window.add_plugin_dock_widget("bmeviz", "BME segmentation")
     assert widget.series_combo.count() == 2
@@ -226,3 +235,62 @@ def test_series_switch_from_a_multi_series_folder(make_napari_viewer_proxy, tmp_
     wait_idle(widget)
     assert len(viewer.layers) == 2
     assert widget.image_combo.currentText() == viewer.layers[-1].name != viewer.layers[0].name
+
+
+def test_export_from_a_dicom_scan_writes_a_seg_and_no_identifiers(make_napari_viewer_proxy, tmp_path, wait_idle):
+    """A DICOM source: Export adds bme_seg.dcm on the source images; the session copy names no path."""
+    import json
+
+    from bmeviz.data import make_phantom
+    from bmeviz.io.dicom_write import write_dicom_series
+    from bmeviz.io.seg import read_seg
+
+    ph = make_phantom(shape=(16, 96, 96), spacing=(3.0, 1.4, 1.4), seed=3)
+    folder = write_dicom_series(ph.volume, tmp_path / "Doe_Jane" / "stir", sequence="STIR", description="STIR sag")
+    viewer = make_napari_viewer_proxy()
+    _, widget = viewer.window.add_plugin_dock_widget("bmeviz", "BME segmentation")
+    (image,) = widget.open_path(str(folder))
+    vol = bmeviz.load(folder)
+    here = lambda idx: [float(v) for v in vol.ras_to_index(ph.volume.index_to_ras(idx), round=True)]  # noqa: E731
+    widget.reference_layer(create=True).data = [here(ph.reference_point)]
+    widget.update_threshold()
+    layer = widget.seeds_layer(create=True)
+    for s in ph.seeds:
+        layer.add([here(s)])
+    labels = np.asarray(viewer.layers["BME"].data)
+    assert labels.max() >= 1  # (no bone region here: seeds whose growth leaks are dropped by the core)
+    out = tmp_path / "out"
+    widget.export(out)
+    wait_idle(widget)
+    assert (out / "bme_seg.dcm").exists() and (out / "report.html").exists()
+    assert np.array_equal(read_seg(out / "bme_seg.dcm", vol), labels)
+    record = json.loads((out / "session.bmeviz-session.json").read_text())
+    assert record["image"]["source"] is None and "Doe_Jane" not in json.dumps(record)
+    assert "Doe_Jane" not in (out / "report.html").read_text()
+
+
+def test_ctrl_z_on_the_canvas_undoes_seeds(viewer_with_widget, phantom_sample):
+    """Ctrl+Z with the seeds or the BME layer active is the session's undo (seeds included)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QApplication
+
+    viewer, widget = viewer_with_widget
+    vol, gt = phantom_sample
+    widget.reference_layer(create=True).data = [list(map(float, np.argwhere(gt["reference"]).mean(0).round()))]
+    widget.update_threshold()
+    seeds = widget.seeds_layer(create=True)
+    for s in gt["seeds"][:2]:
+        seeds.add([list(map(float, s))])
+    one = bmeviz.segment(vol, reference=widget.session.reference_point, region=gt["bone"], seeds=gt["seeds"][:1])
+    canvas = viewer.window._qt_viewer.canvas.native
+    for name in ("BME seeds", "BME"):
+        viewer.layers.selection.active = viewer.layers[name]
+        canvas.setFocus()
+        QApplication.processEvents()
+        QTest.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        QApplication.processEvents()
+        if name == "BME seeds":
+            assert len(widget.session.seeds) == 1 and len(seeds.data) == 1
+            assert np.array_equal(viewer.layers["BME"].data, one.labels)
+    assert not widget.session.seeds and not np.asarray(viewer.layers["BME"].data).any()
