@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,8 @@ def write_outputs(
     seg_errors: str = "raise",
     atomic_folder: bool = False,
     provenance_extra: Callable[[Written], Mapping[str, Any]] | None = None,
+    extra_files: Callable[[Path], Any] | None = None,
+    extra_sections: Sequence[str] | None = None,
 ) -> Written:
     """Write the output folder of ``result`` (see the module docstring).
 
@@ -117,6 +119,12 @@ def write_outputs(
     provenance_extra : callable, optional
         Called with the :class:`Written` so far; its mapping is merged into
         ``provenance.json`` (batch adds its ``"batch"`` record this way).
+    extra_files : callable, optional
+        Called with the folder being written (the temporary one with ``atomic_folder``) after the
+        mask, table and overlay, before the report: writes more files there (batch: ``scores/``).
+    extra_sections : sequence of str, optional
+        HTML fragments for report.html (e.g. :func:`bmeviz.scores.html_fragment`), read when the
+        report is written (after ``extra_files``).
 
     Returns
     -------
@@ -127,11 +135,12 @@ def write_outputs(
     with contextlib.nullcontext() if atomic_folder else atomic_group():
         return _write_outputs(result, out_dir, overlay=overlay, seg=seg, report=report, include_phi=include_phi,
                               title=title, seg_errors=seg_errors, atomic_folder=atomic_folder,
-                              provenance_extra=provenance_extra)
+                              provenance_extra=provenance_extra, extra_files=extra_files,
+                              extra_sections=extra_sections)
 
 
 def _write_outputs(result, out_dir, *, overlay, seg, report, include_phi, title, seg_errors, atomic_folder,
-                   provenance_extra) -> Written:
+                   provenance_extra, extra_files=None, extra_sections=None) -> Written:
     final = Path(out_dir)
     folder = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}" if atomic_folder else final
     written = Written(folder=final)
@@ -152,9 +161,11 @@ def _write_outputs(result, out_dir, *, overlay, seg, report, include_phi, title,
                 if seg_errors != "note":
                     raise
                 written.notes.append(f"no DICOM SEG: {exc}")
+        if extra_files is not None:
+            extra_files(folder)
         if report:
             written.paths["report"] = _report.save_report(result, folder / "report.html", include_phi=include_phi,
-                                                          title=title)
+                                                          title=title, sections=extra_sections)
         if provenance_extra is not None:  # what was written is known now: provenance says it
             _write_json(folder / "provenance.json", {**prov, **provenance_extra(written)})
         if atomic_folder:

@@ -156,7 +156,8 @@ def _histogram_figure(result: Any) -> Any:
     return fig
 
 
-def report_html(result: Any, *, include_phi: bool = False, title: str | None = None) -> str:
+def report_html(result: Any, *, include_phi: bool = False, title: str | None = None,
+                sections: Any = None) -> str:
     """The report of ``result`` as one HTML string (see :func:`save_report`)."""
 
     prov = result.provenance(include_phi=include_phi)
@@ -232,6 +233,7 @@ def report_html(result: Any, *, include_phi: bool = False, title: str | None = N
 lesions, and the threshold.</figcaption></figure>
 </div>
 <div class="figs"><div>{_kv_table(thr_rows)}</div><div>{_kv_table(ref_rows)}</div></div>
+{"".join(sections or ())}
 <h2>Input</h2>
 {_kv_table(input_rows)}
 <h2>Parameters</h2>
@@ -243,7 +245,8 @@ lesions, and the threshold.</figcaption></figure>
     return doc
 
 
-def save_report(result: Any, path: str | os.PathLike, *, include_phi: bool = False, title: str | None = None) -> Path:
+def save_report(result: Any, path: str | os.PathLike, *, include_phi: bool = False, title: str | None = None,
+                sections: Any = None) -> Path:
     """Write a self-contained HTML report of ``result`` to ``path`` (atomically).
 
     Parameters
@@ -257,6 +260,9 @@ def save_report(result: Any, path: str | os.PathLike, *, include_phi: bool = Fal
         The study label the user gives (e.g. ``"SIJ-042 baseline"``), used as the title;
         default: the sequence and series description (the input's name only with
         ``include_phi``: file names often carry patient names).
+    sections : list of str, optional
+        More HTML sections (self-contained fragments, e.g. :func:`bmeviz.scores.html_fragment`),
+        inserted after the threshold and reference, before the input.
 
     Returns
     -------
@@ -273,4 +279,4 @@ def save_report(result: Any, path: str | os.PathLike, *, include_phi: bool = Fal
     >>> "data:image/png;base64," in text and "<script" not in text
     True
     """
-    return atomic_write_text(path, report_html(result, include_phi=include_phi, title=title))
+    return atomic_write_text(path, report_html(result, include_phi=include_phi, title=title, sections=sections))

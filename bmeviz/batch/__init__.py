@@ -22,7 +22,8 @@ The package, one job a module: :mod:`~bmeviz.batch.manifest` (reading and valida
 (one study through :func:`bmeviz.segment` and :func:`bmeviz.export.write_outputs`),
 :mod:`~bmeviz.batch.folder` (output folder checks and the lock),
 :mod:`~bmeviz.batch.cluster` (Dask), :mod:`~bmeviz.batch.runner` (:func:`run`,
-:func:`plan`), :mod:`~bmeviz.batch.figure` (cohort.png), :mod:`~bmeviz.batch.cli`.
+:func:`plan`), :mod:`~bmeviz.batch.figure` (cohort.png), :mod:`~bmeviz.batch.cli`,
+:mod:`~bmeviz.batch.scoring` (SPARCC/Berlin/MOAKS/WORMS columns when a row gives ``anatomy``).
 
 >>> from bmeviz.batch import parse_points
 >>> parse_points("12,140,96; 14,150,90")

@@ -29,16 +29,24 @@ _OPTION_NAMES = tuple(n for n in SegmentOptions.names() if n != "reference_radiu
 #: Columns copied as they are into the study's row of cohort.csv (for follow-up per subject).
 PASS_THROUGH = ("subject", "visit")
 
+#: Columns that ask for semi-quantitative scores (bmeviz.scores) after the segmentation.
+SCORE_COLUMNS = ("anatomy", "anatomy_names", "score_scheme", "fluid_point_mm", "fluid_mask", "score_slices")
+
 #: Every column a manifest may have (case-insensitive; '-' and ' ' read as '_').
 MANIFEST_COLUMNS = (
     "study_id", "image", "series", "echo", "volume",
     "reference_mask", "reference_point", "reference_point_mm", "reference_radius_mm",
     "region_mask", "seeds", "seeds_mm", "seg", "report",
-) + _OPTION_NAMES
+) + _OPTION_NAMES + SCORE_COLUMNS
+
+#: The schemes ``score_scheme`` may name (as :data:`bmeviz.scores.SCHEMES`; not imported, to keep
+#: ``import bmeviz.batch`` light).
+SCORE_SCHEMES = ("sparcc", "berlin", "moaks", "worms")
 
 
 _ALIASES = {"region": "region_mask", "reference": "reference_mask", "seed": "seeds", "seed_mm": "seeds_mm",
-            "study": "study_id", "id": "study_id", "path": "image"}
+            "study": "study_id", "id": "study_id", "path": "image", "scheme": "score_scheme",
+            "score_schemes": "score_scheme", "fluid_point": "fluid_point_mm", "slices": "score_slices"}
 
 
 _RESERVED = {"cohort.csv", "cohort.png", "batch.json"}
@@ -112,6 +120,12 @@ class _Study:
     seg: bool | None = None
     report: bool | None = None
     options: dict = field(default_factory=dict)  # only what the row sets
+    anatomy: str | None = None  # scores: label map, its name table, schemes, fluid reference, slices
+    anatomy_names: str | None = None
+    score_schemes: list = field(default_factory=list)
+    fluid_point_mm: tuple | None = None
+    fluid_mask: str | None = None
+    score_slices: str | None = None
     carry: dict = field(default_factory=dict)  # pass-through columns (subject, visit) for cohort.csv
     missing: list = field(default_factory=list)  # input paths that do not exist (soft problems)
 
@@ -122,6 +136,10 @@ class _Study:
         if self.region_mask:
             out.append(("region_mask", self.region_mask))
         return out
+
+    def score_inputs(self) -> list[tuple[str, str]]:
+        """The scores' input files (anatomy, its name table, the fluid mask)."""
+        return [(k, getattr(self, k)) for k in ("anatomy", "anatomy_names", "fluid_mask") if getattr(self, k)]
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
@@ -265,6 +283,7 @@ def _parse_row(line: Any, raw: Mapping[str, Any], base: Path) -> tuple[_Study, l
     if st.seg and image and _is_nifti_name(image):
         problems.append("seg=yes needs a DICOM source (a SEG references the source images); this image is NIfTI")
     st.carry = {c: str(raw[c]).strip() for c in PASS_THROUGH if c in raw and not _blank(raw[c])}
+    problems += _parse_scores(st, raw, base, take)
     for name in _OPTION_NAMES:
         if name in raw and not _blank(raw[name]):
             try:
@@ -272,6 +291,55 @@ def _parse_row(line: Any, raw: Mapping[str, Any], base: Path) -> tuple[_Study, l
             except ValueError as exc:
                 problems.append(str(exc))
     return st, problems
+
+
+def _parse_schemes(value: Any) -> list[str]:
+    names = [t.strip().lower() for t in re.split(r"[;+,]", str(value)) if t.strip()]
+    bad = [n for n in names if n not in SCORE_SCHEMES]
+    if bad or not names:
+        raise ValueError(f"score_scheme {str(value).strip()!r}: each scheme must be one of {', '.join(SCORE_SCHEMES)} "
+                         "(several separated by ';' or '+')")
+    return list(dict.fromkeys(names))
+
+
+def _parse_score_slices(value: Any) -> str:
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", text)
+    if not m or int(m.group(1)) > int(m.group(2)):
+        raise ValueError(f"score_slices must be FIRST-LAST (0-based slice numbers, e.g. 6-11); got {text!r}")
+    return f"{int(m.group(1))}-{int(m.group(2))}"
+
+
+def _parse_scores(st: _Study, raw: Mapping[str, Any], base: Path, take) -> list[str]:
+    """The score columns of a row. A missing anatomy / name table / fluid mask file is a bad row (these
+    are made by hand before the run: a missing one is a typo, not a scan still being copied)."""
+    problems: list[str] = []
+    st.anatomy = take("anatomy", lambda v: _resolve_path(v, base))
+    st.anatomy_names = take("anatomy_names", lambda v: _resolve_path(v, base))
+    st.score_schemes = take("score_scheme", _parse_schemes) or []
+    st.fluid_point_mm = take("fluid_point_mm", lambda v: _triple(v, "fluid_point_mm"))
+    st.fluid_mask = take("fluid_mask", lambda v: _resolve_path(v, base))
+    st.score_slices = take("score_slices", _parse_score_slices)
+    given = [c for c in SCORE_COLUMNS if not _blank(raw.get(c))]
+    if given and _blank(raw.get("anatomy")):
+        problems.append(f"{', '.join(given)} need(s) anatomy (the label map of SIJ quadrants / knee subregions)")
+    elif st.anatomy is not None and _blank(raw.get("score_scheme")):
+        problems.append("anatomy is given but score_scheme is empty (sparcc, berlin, moaks or worms; "
+                        "several separated by ';' or '+')")
+    if st.fluid_mask is not None and st.fluid_point_mm is not None:
+        problems.append("give one fluid reference, not fluid_mask and fluid_point_mm")
+    if (st.fluid_mask is not None or st.fluid_point_mm is not None) and st.score_schemes \
+            and "sparcc" not in st.score_schemes:
+        problems.append("fluid_mask / fluid_point_mm are SPARCC's 'intense' reference; score_scheme has no sparcc")
+    for kind, path in st.score_inputs():
+        if not os.path.isfile(path):
+            problems.append(f"{kind} file not found: {_short(path, base)}")
+    return problems
+
+
+def _short(path: str, base: Path) -> str:
+    """A path relative to the manifest's folder, or only its name outside it (paths may carry names)."""
+    return os.path.relpath(path, base) if path.startswith(str(base) + os.sep) else "…/" + os.path.basename(path)
 
 
 def _check_combined(st: _Study, defaults: Mapping[str, Any]) -> list[str]:
@@ -375,7 +443,10 @@ def read_manifest(path: Any, *, strict: bool = False, **defaults: Any) -> Any:
     for st in studies:
         rec = {k: getattr(st, k) for k in ("study_id", "image", "series", "echo", "volume", "reference_mask",
                                             "reference_point", "reference_point_mm", "reference_radius_mm",
-                                            "region_mask", "seeds", "seeds_mm", "seg", "report")}
+                                            "region_mask", "seeds", "seeds_mm", "seg", "report",
+                                            "anatomy", "anatomy_names", "fluid_point_mm", "fluid_mask",
+                                            "score_slices")}
+        rec["score_scheme"] = "+".join(st.score_schemes) or None
         rec.update({k: st.options.get(k) for k in _OPTION_NAMES})
         rec.update(st.carry)
         rec["line"] = st.line

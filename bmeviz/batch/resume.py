@@ -82,6 +82,7 @@ def _task(st: _Study, defaults: Mapping[str, Any], outputs: Mapping[str, Any], o
         "seg_skipped": bool(want_seg and not is_dicom),
         "out": str(out),
         "base": str(base),
+        "scores": _scores_task(st),
     }
 
     def rel(p):
@@ -100,8 +101,30 @@ def _task(st: _Study, defaults: Mapping[str, Any], outputs: Mapping[str, Any], o
         "options": opts, "outputs": outs,
         "files": [_file_facts(p, base) for _, p in st.inputs()],
     }
+    if task["scores"] is not None:  # only then: manifests without scores keep their hashes
+        sc = task["scores"]
+        hashed["scores"] = {"schemes": sc["schemes"],
+                            "options": {k: v for k, v in sc["options"].items() if k != "fluid"},
+                            "anatomy": rel(sc["anatomy"]), "anatomy_names": rel(sc["anatomy_names"]),
+                            "fluid_mask": rel(sc["options"].get("fluid")),
+                            "files": [_file_facts(p, base) for _, p in st.score_inputs()]}
     task["hash"] = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()
     return task
+
+
+def _scores_task(st: _Study) -> dict | None:
+    """What the worker needs to score a study (None: no anatomy in the row)."""
+    if not st.anatomy or not st.score_schemes:
+        return None
+    opts: dict[str, Any] = {}
+    if st.score_slices is not None:
+        opts["slices"] = st.score_slices
+    if st.fluid_mask is not None:
+        opts["fluid"] = st.fluid_mask
+    if st.fluid_point_mm is not None:
+        opts["fluid_point_mm"] = list(st.fluid_point_mm)
+    return {"schemes": list(st.score_schemes), "anatomy": st.anatomy, "anatomy_names": st.anatomy_names,
+            "options": opts}
 
 
 def _done(folder: Path, digest: str) -> dict | None:
@@ -126,4 +149,5 @@ def _row_from_provenance(study_id: str, prov: Mapping[str, Any], status: str) ->
     return {"study_id": study_id, "status": status, "n_lesions": totals.get("n_lesions"),
             "total_volume_ml": totals.get("total_volume_ml"), "threshold": thr.get("value"),
             "rule": thr.get("rule") or params.get("rule"), "k_used": params.get("k_used"), "error": None,
-            "seconds": batch.get("seconds"), "notes": "; ".join(batch.get("notes") or []) or None}
+            "seconds": batch.get("seconds"), "notes": "; ".join(batch.get("notes") or []) or None,
+            "scores": batch.get("scores") or {}}

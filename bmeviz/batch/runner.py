@@ -179,12 +179,16 @@ def run(
             interrupted = exc
         rows = []
         carried = [c for c in PASS_THROUGH if any(c in st.carry for st in studies)]
-        for st in studies:
-            r = fixed.get(st.study_id) or results.get(st.study_id) or _failed_row(st.study_id, "not run")
-            rows.append({c: r.get(c) for c in COHORT_COLUMNS} | {c: st.carry.get(c) for c in carried})
-        table = pd.DataFrame.from_records(rows, columns=list(COHORT_COLUMNS) + carried)
-        for c in ("n_lesions",):
-            table[c] = table[c].astype("Int64")
+        found = [fixed.get(st.study_id) or results.get(st.study_id) or _failed_row(st.study_id, "not run")
+                 for st in studies]
+        score_cols = _score_columns(studies, found)
+        for st, r in zip(studies, found):
+            sc = r.get("scores") or {}
+            rows.append({c: r.get(c) for c in COHORT_COLUMNS} | {c: sc.get(c) for c in score_cols}
+                        | {c: st.carry.get(c) for c in carried})
+        table = pd.DataFrame.from_records(rows, columns=list(COHORT_COLUMNS) + score_cols + carried)
+        for c in ("n_lesions",) + tuple(c for c in score_cols if not c.endswith("_slices")):
+            table[c] = pd.to_numeric(table[c]).astype("Int64")
         _write_cohort(table, out_p)
         info["finished"] = _now()
         info["counts"] = {s: int((table["status"] == s).sum()) for s in ("ok", "failed", "skipped")}
@@ -192,6 +196,18 @@ def run(
     if interrupted is not None:
         raise KeyboardInterrupt
     return table
+
+
+def _score_columns(studies: list[_Study], rows: list[dict]) -> list[str]:
+    """The score columns of cohort.csv: every scheme a row asks for has at least ``<scheme>_total``;
+    then what the scored studies returned, in scheme order."""
+    schemes = list(dict.fromkeys(s for st in studies for s in st.score_schemes))
+    cols: list[str] = []
+    for scheme in schemes:
+        cols.append(f"{scheme}_total")
+        for r in rows:
+            cols += [c for c in (r.get("scores") or {}) if c.startswith(scheme + "_") and c not in cols]
+    return cols
 
 
 def _write_cohort(table: Any, out: Path) -> None:

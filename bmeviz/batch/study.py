@@ -21,6 +21,8 @@ def _scrub(text: str, task: Mapping[str, Any]) -> str:
     base = task["base"]
     subs: list[tuple[str, str]] = []
     paths = [task["image"], task.get("region"), (task["reference"] or {}).get("mask")]
+    sc = task.get("scores") or {}
+    paths += [sc.get("anatomy"), sc.get("anatomy_names"), (sc.get("options") or {}).get("fluid")]
     for p in paths:
         if not p:
             continue
@@ -72,9 +74,16 @@ def _process_study(task: Mapping[str, Any]) -> dict:
                                    seeds_mm=task["seeds_mm"], reference_radius_mm=ref.get("radius_mm"),
                                    **task["options"])
             outs = task["outputs"]
+            scores = None
+            if task.get("scores"):
+                from .scoring import StudyScores
+
+                scores = StudyScores(task["scores"], vol, res.labels, sections=outs["report"])
 
             def batch_record(written: export.Written) -> dict:
                 notes.extend(written.notes)
+                if scores is not None:
+                    notes.extend(scores.notes)
                 if task.get("seg_skipped"):
                     notes.append("no DICOM SEG: the source is not DICOM")
                 notes.extend(str(m) for m in res.messages)
@@ -86,7 +95,8 @@ def _process_study(task: Mapping[str, Any]) -> dict:
                     "study_id": sid,
                     "manifest_line": task["line"],
                     "seconds": row["seconds"],
-                    "outputs": written.names,
+                    "outputs": written.names + (scores.names if scores is not None else []),
+                    "scores": scores.columns if scores is not None else None,
                     "notes": list(notes),
                     "options": task["options"],
                     "host": socket.gethostname() if outs["include_phi"] else None,
@@ -96,10 +106,13 @@ def _process_study(task: Mapping[str, Any]) -> dict:
 
             export.write_outputs(res, out / sid, overlay=outs["overlay"], seg=outs["seg"], report=outs["report"],
                                  include_phi=outs["include_phi"], title=sid, seg_errors="note", atomic_folder=True,
-                                 provenance_extra=batch_record)
+                                 provenance_extra=batch_record,
+                                 extra_files=scores.write if scores is not None else None,
+                                 extra_sections=scores.sections if scores is not None else None)
             thr = res.threshold
             row.update(status="ok", n_lesions=res.n_lesions, total_volume_ml=res.total_volume_ml,
-                       threshold=float(thr.value), rule=thr.rule, k_used=res.params.get("k_used"))
+                       threshold=float(thr.value), rule=thr.rule, k_used=res.params.get("k_used"),
+                       scores=scores.columns if scores is not None else {})
         except BmevizError as exc:
             row["error"] = _scrub(str(exc), task)
         except Exception as exc:  # an unexpected error: record it with its type, keep going

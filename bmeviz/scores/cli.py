@@ -52,6 +52,8 @@ def add_cli(subparsers, command) -> None:
                    help="a reader's correction, recorded: SPARCC SLICE:JOINT:UNIT=POINTS (e.g. 9:right:deep=0), "
                         "graded UNIT=GRADE (e.g. right_upper_iliac=2); repeatable")
     p.add_argument("--no-figures", action="store_true", help="skip the per-slice PNGs")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html (self-contained: the score, "
+                                                       "the table, the slice figures)")
     command("score")(_score)
 
 
@@ -112,6 +114,11 @@ def _score(args: argparse.Namespace) -> int:
         raise ParameterError(f"--fluid-mask / --fluid-point-mm are for SPARCC; {args.scheme} does not use them")
     res = score(vol, args.lesions, anatomy, scheme=args.scheme, **opts)
     written = write_scores(res, vol, args.out, figures=not args.no_figures)
+    if args.report:
+        from ..io._atomic import atomic_write_text
+        from .outputs import report_page
+
+        atomic_write_text(Path(args.out) / "report.html", report_page(res, vol, figures=not args.no_figures))
     by = ", ".join(f"{k} {v}" for k, v in res.by_joint().items())
     print(f"{args.scheme.upper()} total {res.total} (max {res.params['maximum']}; {by}) on slices "
           f"{res.slices[0]}-{res.slices[-1]} -> {written['csv'].parent}")

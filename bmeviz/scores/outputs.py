@@ -16,7 +16,7 @@ from .._jsonable import jsonable
 from ..io._atomic import atomic_path, atomic_write_text
 from ._common import ScoreResult
 
-__all__ = ["score", "write_scores", "html_fragment", "cohort_columns", "score_study"]
+__all__ = ["score", "write_scores", "html_fragment", "report_page", "cohort_columns", "score_study"]
 
 
 def score(image, lesions, anatomy, *, scheme: str, **options) -> ScoreResult:
@@ -89,6 +89,20 @@ def html_fragment(result: ScoreResult, image=None, *, figures: bool = True, max_
                 parts.append(f'<img alt="slice {s}" src="data:image/png;base64,{_png_b64(fig)}"/>')
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def report_page(result: ScoreResult, image=None, *, figures: bool = True) -> str:
+    """A self-contained HTML page holding only :func:`html_fragment` (``bmeviz score --report``; with a
+    segmentation, the section goes into its report.html instead: ``save_report(..., sections=[...])``)."""
+    from .._version import __version__
+
+    style = ("body{font-family:sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid #ddd;padding:.2em .5em}"
+             "img{max-width:100%;height:auto}")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>BME scores: '
+            f"{html.escape(result.scheme.upper())}</title><style>{style}</style></head><body>\n"
+            f"<h1>Bone marrow edema scores</h1><p>bmeviz {html.escape(__version__)} · no patient identifiers</p>\n"
+            f"{html_fragment(result, image, figures=figures)}\n</body></html>\n")
 
 
 def cohort_columns(result: ScoreResult) -> dict[str, Any]:
