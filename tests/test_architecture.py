@@ -236,3 +236,7 @@ def test_manifest_subject_and_visit_reach_the_cohort(ph, tmp_path):
     assert list(cohort["subject"]) == ["P01", "P01"] and list(cohort["visit"]) == ["baseline", "week12"]
     on_disk = pd.read_csv(tmp_path / "out" / "cohort.csv")
     assert list(on_disk["visit"]) == ["baseline", "week12"] and list(on_disk.columns[-2:]) == ["subject", "visit"]
+    # the same run writes the per-subject trajectory (bmeviz.followup.cohort) beside cohort.csv
+    traj = pd.read_csv(tmp_path / "out" / "trajectories.csv")
+    assert list(traj["subject"]) == ["P01", "P01"] and list(traj["visit"].astype(str)) == ["baseline", "week12"]
+    assert (tmp_path / "out" / "trajectories.png").stat().st_size > 1000

@@ -216,6 +216,10 @@ def _write_cohort(table: Any, out: Path) -> None:
     fig = cohort_figure(table)
     with atomic_path(out / "cohort.png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
+    if {"subject", "visit"} <= set(table.columns) and table["subject"].notna().any():
+        from ..followup.cohort import save_trajectories  # per-subject BME over the visits
+
+        save_trajectories(table[table["status"] != "failed"], out)
 
 
 class _Progress:
