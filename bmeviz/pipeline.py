@@ -56,6 +56,13 @@ DEFAULTS: dict[str, Any] = {
     "max_radius_mm": None,
     "confidence_k": 2.5,
     "edge": "threshold",
+    # robust reference (bmeviz/reference.py, docs/reference.md): the reference is cut to the
+    # region away from its edge and outliers are fenced off before statistics; the adaptive
+    # q3-iqr rule aims at its 99th percentile instead of its maximum
+    "robust_reference": True,
+    "reference_edge_mm": 2.0,
+    "reference_fence": 2.5,
+    "adaptive_top": 99.0,
 }
 
 
@@ -125,6 +132,8 @@ def resolve_reference(
     """
     from .threshold import sphere_mask
 
+    if isinstance(reference, str) and reference == "auto":
+        raise ParameterError("reference='auto' needs region= (normal marrow is searched inside it)")
     if reference is None:
         raise ParameterError(
             "reference is required: a mask of normal marrow, or a point in normal marrow with a radius "
@@ -396,6 +405,10 @@ def segment(
     max_radius_mm: float | None = DEFAULTS["max_radius_mm"],
     confidence_k: float = DEFAULTS["confidence_k"],
     edge: str = DEFAULTS["edge"],
+    robust_reference: bool = DEFAULTS["robust_reference"],
+    reference_edge_mm: float = DEFAULTS["reference_edge_mm"],
+    reference_fence: float = DEFAULTS["reference_fence"],
+    adaptive_top: float | str | None = DEFAULTS["adaptive_top"],
 ) -> Result:
     """Outline and measure BME in a fluid-sensitive ``volume``.
 
@@ -465,10 +478,21 @@ def segment(
             raise ParameterError("upper is NaN; give a number or None")
     image = volume.array
     spacing = volume.spacing
-    ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=reference_radius_mm)
     region_mask = resolve_mask(region, volume, "region")
+    from .reference import auto_reference, clean_reference
+
+    if isinstance(reference, str) and reference == "auto" and region_mask is not None:
+        auto = auto_reference(image, region=region_mask, spacing=spacing)
+        ref_mask, ref_info = auto.mask, {"kind": "auto", **auto.info}
+    else:
+        ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=reference_radius_mm)
+        if robust_reference:
+            cleaned = clean_reference(image, ref_mask, region=region_mask, spacing=spacing,
+                                      edge_mm=reference_edge_mm, fence=reference_fence)
+            ref_mask, ref_info = cleaned.mask, {**ref_info, "robust": cleaned.info}
     seed_idx = resolve_seeds(volume, seeds, seeds_mm)
-    thr = compute_threshold(image, reference=ref_mask, rule=rule, k=k, region=region_mask, high_k=high_k)
+    thr = compute_threshold(image, reference=ref_mask, rule=rule, k=k, region=region_mask, high_k=high_k,
+                            adaptive_top=adaptive_top)
     messages: list[str] = []
     grow_result = None
     if seed_idx.size:
@@ -558,6 +582,10 @@ def segment(
         "seeds_mm_given": None if seeds_mm is None else np.asarray(seeds_mm, float).reshape(-1, 3).tolist(),
         "mode": "seeded" if seed_idx.size else "all-in-region",
         "edge": edge,
+        "robust_reference": robust_reference,
+        "reference_edge_mm": reference_edge_mm if robust_reference else None,
+        "reference_fence": reference_fence if robust_reference else None,
+        "adaptive_top": adaptive_top,
         "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
     })
     return Result(volume=volume, mask=final_mask, labels=labels, table=table, threshold=thr, params=params,
