@@ -52,11 +52,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 #: Configurations: label -> segment() options (besides reference, seeds, region).
 CONFIGS: dict[str, dict] = {
-    "before (plain reference, adaptive max)": {"robust_reference": False, "adaptive_top": None},
-    "robust ref, adaptive p99": {},
-    "robust ref, k=1.5": {"k": 1.5},
-    "robust ref, k=2": {"k": 2.0},
-    "robust ref, k=2.5": {"k": 2.5},
+    "before (plain ref, adaptive max)": {"robust_reference": False, "adaptive_top": None, "k": "adaptive",
+                                         "seed_snap_mm": None, "min_contrast_sd": 0},
+    "robust ref, adaptive p99": {"k": "adaptive", "seed_snap_mm": None, "min_contrast_sd": 0},
+    "robust ref, k=2": {"seed_snap_mm": None, "min_contrast_sd": 0},
+    "robust ref, k=2, snap, contrast 7 (defaults)": {},
+    "defaults, k=2.5": {"k": 2.5},
+    "defaults, edge half-max": {"edge": "half-max"},
 }
 
 

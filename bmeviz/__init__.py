@@ -22,8 +22,7 @@ from .errors import (
 from .volume import Volume
 from .io import SeriesInfo, list_series, load, save_mask
 from .pipeline import Result, segment
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "__version__",

@@ -11,12 +11,21 @@ print as ``bmeviz: warning: ...``.
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import os
 import sys
 import warnings
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from .errors import BmevizError, BmevizWarning
+from ._arrays import parse_triple
+from ._version import __version__
+from .errors import BmevizError, BmevizWarning, ParameterError
+from .options import add_arguments, from_arguments
+
+# The commands import the core (scipy, pandas, matplotlib, highdicom) when they run, not
+# when the parser is built: `bmeviz --help` and `bmeviz series` stay fast.
 
 __all__ = ["main", "build_parser"]
 
@@ -38,8 +47,6 @@ def _series(args: argparse.Namespace) -> int:
 
     infos = list_series(args.path)
     if args.json:
-        import json
-
         print(json.dumps([s.to_dict() for s in infos], indent=2))
         return 0
     rows = []
@@ -103,28 +110,17 @@ def _info(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- segment / demo
 def _triple(text: str, what: str) -> tuple[float, float, float]:
-    from .errors import ParameterError
-
-    parts = [p for p in text.replace(" ", "").split(",") if p]
-    try:
-        vals = tuple(float(p) for p in parts)
-    except ValueError:
-        vals = ()
-    if len(vals) != 3:
-        raise ParameterError(f"{what} must be three comma-separated numbers, e.g. 12,140,96; got {text!r} "
-                             "(for negative values write --seed-mm=-12.5,40.2,3)")
-    return vals  # type: ignore[return-value]
+    return parse_triple(text, what, hint=" (three comma-separated numbers; for negative values write --seed-mm=-12.5,40.2,3)")
 
 
 #: Files ``bmeviz segment`` may write into ``--out``.
 SEGMENT_OUTPUTS = ("bme_mask.nii.gz", "lesions.csv", "provenance.json", "overlay.png", "bme_seg.dcm", "report.html")
+# (the same as bmeviz.export.OUTPUTS, kept here so that building the parser imports nothing heavy)
 
 
 def _written_by_bmeviz(folder: Path) -> bool:
     """A folder an earlier bmeviz run wrote: its provenance.json (or the demo's result/
     provenance.json) says ``software: bmeviz``."""
-    import json
-
     for prov in (folder / "provenance.json", folder / "result" / "provenance.json"):
         try:
             info = json.loads(prov.read_text(encoding="utf-8"))
@@ -139,8 +135,6 @@ def _check_out_dir(out: Path, inputs: list[Path], force: bool, outputs: Sequence
     """Refuse an output folder that is (or is inside) an input folder, that is a file, or
     that holds files bmeviz did not write (``--force`` writes beside them, but never over
     a file of the same name that bmeviz did not write)."""
-    from .errors import ParameterError
-
     out_r = out.resolve()
     for src in inputs:
         src_r = src.resolve()
@@ -153,8 +147,6 @@ def _check_out_dir(out: Path, inputs: list[Path], force: bool, outputs: Sequence
             raise ParameterError(f"--out {out} would overwrite the input {src}; choose another folder")
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--out {out} is a file, not a folder; choose a new or empty folder")
-    import os
-
     existing = out_r
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -197,25 +189,15 @@ def _print_result(res, out=None) -> None:
 
 
 def _segment_kwargs(args: argparse.Namespace) -> dict:
-    k = args.k
-    if k is not None and k != "adaptive":
-        try:
-            k = float(k)
-        except ValueError:
-            from .errors import ParameterError
-
-            raise ParameterError(f"--k must be a number or 'adaptive'; got {k!r}") from None
-    kwargs = dict(rule=args.rule, k=k, high_k=args.high_k, min_volume_mm3=args.min_volume_mm3,
-                  min_slices=args.min_slices, connectivity=args.connectivity, edge=args.edge, method=args.method,
-                  max_volume_ml=args.max_volume_ml, fill_holes=args.fill_holes)
-    return {key: v for key, v in kwargs.items() if v is not None}
+    """The segment options given as flags (generated from :class:`bmeviz.options.SegmentOptions`)."""
+    kwargs = from_arguments(args, prefix="--")
+    kwargs.pop("reference_radius_mm", None)  # passed on its own (it shapes the reference)
+    return kwargs
 
 
 @command("segment")
 def _segment(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .errors import ParameterError
+    from .export import write_outputs
     from .pipeline import segment
 
     out = Path(args.out)
@@ -235,29 +217,15 @@ def _segment(args: argparse.Namespace) -> int:
     seeds_mm = [_triple(s, "--seed-mm") for s in args.seed_mm or []]
     res = segment(vol, reference=reference, region=args.region, seeds=seeds or None, seeds_mm=seeds_mm or None,
                   reference_radius_mm=args.reference_radius_mm, **_segment_kwargs(args))
-    res.save(out, overlay=not args.no_overlay, include_phi=args.include_phi, seg=args.seg, report=args.report)
+    write_outputs(res, out, overlay=not args.no_overlay, include_phi=args.include_phi, seg=args.seg,
+                  report=args.report)
     _print_result(res, out)
     return 0
 
 
-def _add_segment_options(p: argparse.ArgumentParser) -> None:
-    from .pipeline import DEFAULTS
-
-    g = p.add_argument_group("threshold")
-    g.add_argument("--rule", choices=["q3-iqr", "mean-sd", "percentile", "otsu"], help=f"default {DEFAULTS['rule']}")
-    g.add_argument("--k", help="k of the rule ('adaptive' for q3-iqr: the published adaptive k, the default)")
-    g.add_argument("--high-k", type=float, help="strong threshold for hysteresis (keep lesions reaching it)")
-    g = p.add_argument_group("growing and clean-up")
-    g.add_argument("--method", choices=["connected", "confidence"], help="default connected")
-    g.add_argument("--edge", choices=["threshold", "half-max"],
-                   help=f"lesion edge: the reference threshold, or each lesion's half-maximum (default {DEFAULTS['edge']})")
-    g.add_argument("--min-volume-mm3", type=float,
-                   help="drop smaller lesions (default: 0 with seeds, 10 without)")
-    g.add_argument("--min-slices", type=int,
-                   help="consecutive slices a lesion must span (default: 1 with seeds, 2 without)")
-    g.add_argument("--connectivity", type=int, choices=[6, 18, 26], help="default 26")
-    g.add_argument("--max-volume-ml", type=float, help=f"leak guard per seed (default {DEFAULTS['max_volume_ml']:g} mL)")
-    g.add_argument("--fill-holes", action="store_true", default=None, help="fill holes enclosed in a lesion")
+def _add_segment_options(p: argparse.ArgumentParser, reference_group: argparse._ArgumentGroup) -> None:
+    """One flag per option of :class:`bmeviz.options.SegmentOptions`, then the outputs."""
+    add_arguments(p, groups={"reference": reference_group})
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, help="output folder (bme_mask.nii.gz, lesions.csv, provenance.json, overlay.png)")
     g.add_argument("--no-overlay", action="store_true", help="skip overlay.png")
@@ -270,10 +238,10 @@ def _add_segment_options(p: argparse.ArgumentParser) -> None:
 @command("demo")
 def _demo(args: argparse.Namespace) -> int:
     """The whole path on the synthetic STIR phantom, compared with its ground truth."""
-    from pathlib import Path
-
     from .data import make_phantom
-    from .io import load, save_mask
+    from .export import write_outputs
+    from .io import load, save_mask, save_volume
+    from .metrics import match_lesions
     from .pipeline import segment
 
     out = Path(args.out)
@@ -281,8 +249,6 @@ def _demo(args: argparse.Namespace) -> int:
     inputs = out / "input"
     ph = make_phantom(seed=0)
     # the demo goes through files, as a user's data would
-    from .io import save_volume
-
     save_volume(ph.volume, inputs / "phantom_stir.nii.gz")
     save_mask(ph.reference, ph.volume, inputs / "reference.nii.gz")
     save_mask(ph.bone, ph.volume, inputs / "bone_region.nii.gz")
@@ -292,11 +258,9 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"seeds (one click per lesion, voxel slice,row,col): {ph.seeds.tolist()}")
     res = segment(vol, reference=inputs / "reference.nii.gz", region=inputs / "bone_region.nii.gz",
                   seeds=ph.seeds, edge="half-max")
-    res.save(out / "result")
+    write_outputs(res, out / "result")
     _print_result(res, out / "result")
     print("\nagainst the phantom's ground truth:")
-    from .metrics import match_lesions
-
     for m in match_lesions(res.labels, ph.truth, voxel_volume_mm3=vol.voxel_volume_mm3):
         print(f"  lesion {m['truth_id']}: truth {m['truth_ml']:.3f} mL, bmeviz {m['found_ml']:.3f} mL "
               f"({m['error_pct']:+.1f}%), Dice {m['dice']:.3f}")
@@ -331,18 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reference", help="normal-marrow mask (NIfTI on the image grid)")
     g.add_argument("--reference-point", help="Z,Y,X voxel (slice,row,column) in normal marrow")
     g.add_argument("--reference-point-mm", help="X,Y,Z in RAS mm in normal marrow (use = before negatives)")
-    g.add_argument("--reference-radius-mm", type=float, help="radius of the reference ball (default 8 mm)")
     g.add_argument("--region", help="search region mask (bone/marrow) on the image grid")
+    ref_group = g
     g = p.add_argument_group("seeds (clicks in lesions; none = every lesion in the region)")
     g.add_argument("--seed", action="append", metavar="Z,Y,X", help="voxel (slice,row,column); repeatable")
     g.add_argument("--seed-mm", action="append", metavar="X,Y,Z", help="RAS mm; repeatable; write --seed-mm=-12.5,40.2,3 for negatives")
-    _add_segment_options(p)
+    _add_segment_options(p, ref_group)
 
     p = sub.add_parser("demo", help="run the whole path on the synthetic STIR phantom")
     p.add_argument("--out", default="bmeviz-demo", help="output folder (default bmeviz-demo)")
     p.add_argument("--force", action="store_true", help="write into a folder bmeviz did not create")
-
-    import importlib
 
     for name in _EXTENSION_MODULES:
         try:
@@ -369,8 +331,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from . import __version__
-
         print(f"bmeviz {__version__}")
         return 0
     if not args.command:

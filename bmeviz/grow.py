@@ -35,7 +35,7 @@ from scipy import ndimage as ndi
 
 from .errors import ParameterError, warn
 
-__all__ = ["GrowResult", "grow", "grow_all", "confidence_grow"]
+__all__ = ["GrowResult", "grow", "grow_all", "confidence_grow", "snap_seeds", "ordinal"]
 
 #: Connectivity (neighbours of a voxel) -> squared-distance rank for
 #: :func:`scipy.ndimage.generate_binary_structure`.
@@ -616,6 +616,98 @@ def grow(
     if leaks:
         warn(_leak_message(result, leaks, max_volume_ml=vmax, max_radius_mm=rmax, has_region=region is not None))
     return result
+
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``11th``, ``22nd``: how a user counts clicks.
+
+    >>> [ordinal(i) for i in (1, 2, 3, 4, 11, 12, 13, 21, 102)]
+    ['1st', '2nd', '3rd', '4th', '11th', '12th', '13th', '21st', '102nd']
+    """
+    if 10 <= n % 100 <= 20:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def snap_seeds(
+    image: Any,
+    seeds: Any,
+    *,
+    low: float,
+    high: float | None = None,
+    region: Any = None,
+    spacing: Any = (1.0, 1.0, 1.0),
+    radius_mm: float = 3.0,
+) -> tuple[np.ndarray, list[dict]]:
+    """Move clicks that miss the lesion's above-threshold voxels by a little onto them.
+
+    A user clicks "in the lesion", but which voxel the click lands on is chance: in a
+    faint lesion its darker half is often just below the threshold, so one user's click
+    grows the lesion and another's grows nothing. A seed whose voxel is below ``low``
+    (or above ``high``, or outside ``region``) moves to the brightest in-range voxel of
+    the region within ``radius_mm`` (ties: the nearest); it stays where it is when there
+    is none.
+
+    Parameters
+    ----------
+    image : (S, R, C) array_like
+        The image.
+    seeds : (n, 3) array_like
+        Seed indices (slice, row, column).
+    low, high : float
+        The intensity range of lesion voxels (as in :func:`grow`).
+    region : (S, R, C) array_like of bool, optional
+        Seeds move only onto region voxels.
+    spacing : 3 floats
+        Voxel size in mm.
+    radius_mm : float
+        How far a seed may move (mm), > 0.
+
+    Returns
+    -------
+    seeds : (n, 3) ndarray of int
+        The seeds after moving.
+    moves : list of dict
+        One per seed that was not in range: ``{"seed": i (0-based), "from", "to" (or
+        None: nowhere to go), "distance_mm", "value_from", "value_to"}``.
+
+    Examples
+    --------
+    >>> img = np.zeros((3, 9, 9)); img[1, 4, 6] = 10; img[1, 4, 5] = 8
+    >>> new, moves = snap_seeds(img, [(1, 4, 4)], low=5, radius_mm=2.5)
+    >>> new.tolist(), moves[0]["to"], moves[0]["distance_mm"]
+    ([[1, 4, 6]], [1, 4, 6], 2.0)
+    """
+    img, pts, low, high, reg, _, sp, _, _ = _resolve(image, seeds, low, high, region, 26, spacing, None, None)
+    r = _check_number(radius_mm, "radius_mm")
+    if r <= 0:
+        raise ParameterError(f"radius_mm must be > 0 mm; got {radius_mm!r}")
+    out = pts.copy()
+    moves = []
+    half = np.floor(r / np.asarray(sp) + 1e-9).astype(int)
+    for i, p in enumerate(pts):
+        v = float(img[tuple(p)])
+        ok = bool(_in_range(np.array([v]), low, high)[0]) and (reg is None or bool(reg[tuple(p)]))
+        if ok:
+            continue
+        lo = np.maximum(p - half, 0)
+        hi = np.minimum(p + half + 1, img.shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        crop = np.asarray(img[box], dtype=np.float64)
+        cand = _ball(lo, hi, p, sp, r) & _in_range(np.nan_to_num(crop, nan=-np.inf), low, high)
+        if reg is not None:
+            cand &= _region_crop(reg, box)
+        move = {"seed": i, "from": p.tolist(), "to": None, "distance_mm": None, "value_from": v, "value_to": None}
+        if cand.any():
+            idx = np.argwhere(cand)
+            vals = crop[cand]
+            d = np.sqrt((((idx + lo - p) * sp) ** 2).sum(axis=1))
+            best = np.lexsort((d, -vals))[0]
+            out[i] = idx[best] + lo
+            move.update(to=out[i].tolist(), distance_mm=round(float(d[best]), 3), value_to=float(vals[best]))
+        moves.append(move)
+    return out, moves
 
 
 def grow_all(

@@ -23,62 +23,37 @@ present on at least 2 consecutive slices (the ASAS definition counts BME on 2 sl
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ._jsonable import jsonable
+from .edge import _keep_components_reaching, drop_low_contrast, refine_half_max
 from .errors import ParameterError, warn
+from .grow import confidence_grow, grow, grow_all, ordinal, snap_seeds
+from .io import load
+from .lesions import clean, lesion_table
+from .options import DEFAULTS, Q3_IQR_K, REGION_MIN_CONTRAST_SD, SegmentOptions, mode_defaults
+from .reference import auto_reference, clean_reference, robust_sigma
+from .result import Note, Result
+from .threshold import compute_threshold, sphere_mask
+from ._arrays import bbox, pad_box
 from .volume import Volume
 
-__all__ = ["segment", "Result", "DEFAULTS", "resolve_reference", "resolve_mask", "resolve_seeds"]
+__all__ = ["segment", "Result", "Note", "DEFAULTS", "SegmentOptions", "resolve_reference", "resolve_mask",
+           "resolve_seeds", "refine_half_max"]
 
-#: Defaults of :func:`segment` (also written to provenance).
-DEFAULTS: dict[str, Any] = {
-    "rule": "q3-iqr",
-    "k": None,  # adaptive for q3-iqr; 2.0 for mean-sd; 99 for percentile
-    "high_k": None,
-    "upper": None,
-    "method": "connected",
-    # clean-up: None = by mode. Seeded: keep what the user clicked (0 mm3, 1 slice);
-    # all-in-region: 10 mm3 on >= 2 consecutive slices (ASAS: BME seen on 2 slices)
-    "min_volume_mm3": None,
-    "min_slices": None,
-    "fill_holes": False,
-    "connectivity": 26,
-    "reference_radius_mm": 8.0,
-    "max_volume_ml": 300.0,  # real SIJ lesions reach ~110 mL (1013); a flood of joint fluid and soft tissue is far larger
-    "max_radius_mm": None,
-    "confidence_k": 2.5,
-    "edge": "threshold",
-    # robust reference (bmeviz/reference.py, docs/reference.md): the reference is cut to the
-    # region away from its edge and outliers are fenced off before statistics; the adaptive
-    # q3-iqr rule aims at its 99th percentile instead of its maximum
-    "robust_reference": True,
-    "reference_edge_mm": 2.0,
-    "reference_fence": 2.5,
-    "adaptive_top": 99.0,
-}
+_D = SegmentOptions()  # the defaults of segment()'s signature come from the one options model
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
+# ----------------------------------------------------------------------------- input resolution
 def resolve_mask(mask: Any, volume: Volume, name: str) -> np.ndarray | None:
     """A bool mask on ``volume``'s grid from an array, a Volume (same grid) or a path."""
     if mask is None:
         return None
     if isinstance(mask, (str, os.PathLike)):
-        from .io import load
-
         mask = load(mask)
     if isinstance(mask, Volume):
         if mask.shape != volume.shape:
@@ -130,10 +105,6 @@ def resolve_reference(
     ``(slice, row, column)``, or ``{"point_mm": (x, y, z)}`` in RAS mm, or
     ``{"point": (s, r, c)}``, with ``radius_mm`` (default 8 mm).
     """
-    from .threshold import sphere_mask
-
-    if isinstance(reference, str) and reference == "auto":
-        raise ParameterError("reference='auto' needs region= (normal marrow is searched inside it)")
     if reference is None:
         raise ParameterError(
             "reference is required: a mask of normal marrow, or a point in normal marrow with a radius "
@@ -192,234 +163,214 @@ def resolve_seeds(volume: Volume, seeds: Any = None, seeds_mm: Any = None) -> np
     return np.concatenate(parts).astype(int)
 
 
-@dataclass(frozen=True)
-class Result:
-    """What :func:`segment` found: mask, labels, table, threshold and provenance."""
 
-    volume: Volume = field(repr=False)
-    mask: np.ndarray = field(repr=False)
-    labels: np.ndarray = field(repr=False)
-    table: Any = field(repr=False)  # pandas.DataFrame
-    threshold: Any  # bmeviz.threshold.Threshold
-    params: dict = field(repr=False)
-    reference: np.ndarray = field(repr=False)
-    region: np.ndarray | None = field(repr=False, default=None)
-    grow: Any = field(repr=False, default=None)  # bmeviz.grow.GrowResult or None
-    messages: tuple[str, ...] = ()
+# ----------------------------------------------------------------------------- the algorithms, in order
+def _reference(image, reference, volume, region_mask, opts: SegmentOptions, spacing, *, radius_mm):
+    """The reference mask the threshold is computed on, and its provenance.
 
-    @property
-    def totals(self) -> dict:
-        from .lesions import summarize
-
-        return summarize(self.table)
-
-    @property
-    def total_volume_ml(self) -> float:
-        return float(self.totals["total_volume_ml"])
-
-    @property
-    def n_lesions(self) -> int:
-        return int(self.totals["n_lesions"])
-
-    def __repr__(self) -> str:
-        return (f"Result(n_lesions={self.n_lesions}, total_volume_ml={self.total_volume_ml:.3f}, "
-                f"threshold={self.threshold.value:.4g} ({self.threshold.rule}, k={self.threshold.k}))")
-
-    def provenance(self, *, include_phi: bool = False) -> dict:
-        """Everything that shaped the result, JSON-serialisable; no identifiers unless asked."""
-        md = self.volume.metadata
-        source = {
-            "name": _input_name(md, include_phi),
-            "description": md.get("description"),
-            "sequence": md.get("sequence"),
-            "series_number": md.get("series_number"),
-            "echo": md.get("echo"),
-            "manufacturer": md.get("manufacturer"),
-            "shape": list(self.volume.shape),
-            "spacing_mm": [round(s, 6) for s in self.volume.spacing],
-            "affine": np.round(self.volume.affine, 6).tolist(),
-            "rescale": md.get("rescale"),
-        }
-        if include_phi:
-            source["files"] = md.get("source_files")
-            source["series_uid"] = md.get("series_uid")
-        return {
-            "software": {"name": "bmeviz", "version": _version()},
-            "input": source,
-            "params": self.params,
-            "threshold": self.threshold.to_dict(),
-            "grow": None if self.grow is None else self.grow.to_dict(),
-            "totals": jsonable(self.totals),
-            "messages": list(self.messages),
-        }
-
-    def save(
-        self,
-        out_dir: str | os.PathLike,
-        *,
-        overlay: bool = True,
-        include_phi: bool = False,
-        seg: bool = False,
-        report: bool = False,
-    ) -> dict[str, Path]:
-        """Write ``bme_mask.nii.gz`` (lesion ids on the source grid), ``lesions.csv``,
-        ``provenance.json`` and ``overlay.png`` to ``out_dir``, each atomically; with
-        ``seg=True`` also ``bme_seg.dcm`` (DICOM SEG, DICOM sources only) and with
-        ``report=True`` ``report.html``."""
-        from .io import save_mask
-        from .io._atomic import atomic_path, atomic_write_text
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"mask": save_mask(self.labels, self.volume, out / "bme_mask.nii.gz")}
-        with atomic_path(out / "lesions.csv") as tmp:
-            self.table.to_csv(tmp, index=False, float_format="%.6g")
-        paths["table"] = out / "lesions.csv"
-        paths["provenance"] = atomic_write_text(
-            out / "provenance.json", json.dumps(self.provenance(include_phi=include_phi), indent=2) + "\n"
-        )
-        if overlay:
-            from .plot import save_overlay
-
-            paths["overlay"] = save_overlay(self, out / "overlay.png")
-        if seg:
-            from .io.seg import save_seg
-
-            paths["seg"] = save_seg(self, out / "bme_seg.dcm", include_phi=include_phi)
-        if report:
-            from .report import save_report
-
-            paths["report"] = save_report(self, out / "report.html", include_phi=include_phi)
-        return paths
-
-
-def _input_name(md: Mapping, include_phi: bool) -> str | None:
-    files = md.get("source_files") or []
-    if not files:
-        return None
-    where = str(files[0]) if len(files) == 1 else os.path.commonpath(files)
-    if include_phi:
-        return where
-    # folder and file names often carry patient names: a short digest identifies the input
-    # (the same input gives the same id) without naming it
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(os.path.abspath(where).encode()).hexdigest()[:16]
-
-
-def _bbox(mask: np.ndarray, *, margin: int = 1) -> tuple[slice, slice, slice]:
-    """Bounding box of ``mask`` grown by ``margin`` voxels (a 1-voxel box when empty)."""
-    if not mask.any():
-        return (slice(0, 1), slice(0, 1), slice(0, 1))
-    box = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        hit = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(0, int(hit[0]) - margin), min(mask.shape[ax], int(hit[-1]) + 1 + margin)))
-    return tuple(box)  # type: ignore[return-value]
-
-
-def _pad(box: tuple[slice, ...], shape: tuple[int, ...], margin: int) -> tuple[slice, slice, slice]:
-    return tuple(slice(max(0, b.start - margin), min(n, b.stop + margin)) for b, n in zip(box, shape))  # type: ignore[return-value]
-
-
-def _keep_components_reaching(mask: np.ndarray, strong: np.ndarray, connectivity: int) -> np.ndarray:
-    """Hysteresis: the components of ``mask`` that hold at least one ``strong`` voxel."""
-    from .lesions import label
-
-    labels = label(mask, connectivity=connectivity)
-    hit = np.unique(labels[strong & mask])
-    hit = hit[hit > 0]
-    keep = np.zeros(int(labels.max()) + 1, bool)
-    keep[hit] = True
-    return keep[labels]
-
-
-def refine_half_max(
-    image: np.ndarray,
-    mask: np.ndarray,
-    *,
-    background: float,
-    floor: float,
-    spacing: Sequence[float],
-    connectivity: int = 26,
-    core_mm: float = 1.5,
-) -> tuple[np.ndarray, list[dict]]:
-    """Re-threshold each lesion of ``mask`` at the half-maximum of its own edge.
-
-    For every connected component the plateau is the median intensity of its core (the
-    component eroded in-plane by ``core_mm``; the whole component when the core is tiny):
-    a median is not pulled up by noise nor down by the soft rim. The component keeps its
-    voxels at or above ``(background + plateau) / 2`` (where a soft edge is 50% lesion),
-    never using a level below ``floor`` (the reference threshold). This removes the
-    partial-volume rim and the noise specks that a reference-relative threshold takes
-    along a soft edge. On the phantom it takes volume errors from +16..+30% to within
-    about ±3.5% (see tests/test_pipeline.py).
+    ``'auto'`` (or None with a region): normal marrow found in the region
+    (:func:`bmeviz.reference.auto_reference`). Otherwise the mask or ball the user gave,
+    cleaned by :func:`bmeviz.reference.clean_reference` unless ``robust_reference=False``.
     """
-    from scipy import ndimage as ndi
-
-    from .lesions import label
-
-    labels = label(mask, connectivity=connectivity)
-    out = np.zeros(mask.shape, bool)
-    info = []
-    iterations = max(1, int(round(core_mm / float(min(spacing[1], spacing[2])))))
-    plane = np.zeros((1, 3, 3), bool)
-    plane[0] = ndi.generate_binary_structure(2, 1)
-    for i, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None:
-            continue
-        comp = labels[box] == i
-        core = ndi.binary_erosion(comp, plane, iterations=iterations)
-        vals = image[box][core if core.sum() >= 10 else comp]
-        vals = vals[np.isfinite(vals)]
-        if vals.size == 0:
-            continue
-        plateau = float(np.median(vals))
-        level = max(float(floor), (float(background) + plateau) / 2.0)
-        keep = comp & (image[box] >= level)
-        out[box] |= keep
-        info.append({"component": i, "plateau": plateau, "level": level, "voxels_before": int(comp.sum()),
-                     "voxels_after": int(keep.sum())})
-    return out, info
+    is_auto = reference is None or (isinstance(reference, str) and reference == "auto")
+    if is_auto:
+        if region_mask is None:
+            raise ParameterError(
+                "reference is required without a region: a mask of normal marrow, or a point in normal marrow "
+                "with a radius (CLI: --reference MASK or --reference-point Z,Y,X --reference-radius-mm R); "
+                "reference='auto' finds normal marrow inside region= (CLI: --region MASK --reference auto)")
+        auto = auto_reference(image, region=region_mask, spacing=spacing)
+        return auto.mask, {"kind": "auto", "voxels": auto.voxels, "robust": auto.info}
+    ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=radius_mm)
+    if opts.robust_reference:
+        cleaned = clean_reference(image, ref_mask, region=region_mask, spacing=spacing,
+                                  edge_mm=opts.reference_edge_mm, fence=opts.reference_fence)
+        ref_info = {**ref_info, "voxels_given": ref_info["voxels"], "voxels": cleaned.voxels, "robust": cleaned.info}
+        ref_mask = cleaned.mask
+    return ref_mask, ref_info
 
 
+def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing) -> tuple[np.ndarray, Any, list[Note]]:
+    """The candidate mask: grown from the seeds, or every above-threshold voxel in the region."""
+    notes: list[Note] = []
+    if not seed_idx.size:
+        if opts.method == "confidence":
+            raise ParameterError("method='confidence' needs seeds (click the lesions)")
+        if region_mask is None:
+            warn("no seeds and no region: every above-threshold voxel of the whole image is taken "
+                 "(joint fluid included); give a bone region or seeds")
+        return grow_all(image, low=thr.value, high=opts.upper, region=region_mask,
+                        connectivity=opts.connectivity), None, notes
+    guard = dict(region=region_mask, connectivity=opts.connectivity, spacing=spacing,
+                 max_volume_ml=opts.max_volume_ml, max_radius_mm=opts.max_radius_mm)
+    clicked = seed_idx
+    if opts.method != "confidence" and opts.seed_snap_mm is not None:
+        seed_idx, moves = snap_seeds(image, seed_idx, low=thr.value, high=opts.upper, region=region_mask,
+                                     spacing=spacing, radius_mm=opts.seed_snap_mm)
+        for m in moves:
+            if m["to"] is not None:
+                i = m["seed"]
+                notes.append(Note(
+                    f"seed {i + 1} (the {ordinal(i + 1)} click) at voxel {m['from']} was below the threshold "
+                    f"{thr.value:.4g} (its value {m['value_from']:.4g}): moved {m['distance_mm']:.1f} mm to the "
+                    f"brightest voxel near it, {m['to']} (value {m['value_to']:.4g})", code="seed-moved", seed=i + 1))
+    if opts.method == "confidence":
+        result = confidence_grow(image, seed_idx, k=opts.confidence_k, **guard)
+    else:
+        result = grow(image, seed_idx, low=thr.value, high=opts.upper, **guard)
+    for i, (below, leaked) in enumerate(zip(result.below, result.leaked)):
+        where = f"seed {i + 1} (the {ordinal(i + 1)} click) at voxel {clicked[i].tolist()}"
+        if below:
+            p = tuple(seed_idx[i])
+            near = "" if opts.seed_snap_mm is None or opts.method == "confidence" else \
+                f" and so is everything within {opts.seed_snap_mm:g} mm"
+            if region_mask is not None and not region_mask[p]:
+                text = (f"{where} is outside the region{near}: nothing grown; click inside the bone region "
+                        f"(or correct the region)")
+            else:
+                text = (f"{where} is below the threshold {thr.value:.4g} (its value {float(image[p]):.4g}){near}: "
+                        f"nothing grown; move it into the brighter part of the lesion, or lower k "
+                        f"(now {thr.k if thr.k is not None else 'n/a'})")
+            note = Note(text, code="below-threshold", seed=i + 1)
+            notes.append(note)
+            warn(note)
+        if leaked:
+            notes.append(Note(f"{where} hit the leak guard", code="leak-guard", seed=i + 1))
+    return result.mask, result, notes
+
+
+def _edges(image, mask, thr, opts: SegmentOptions, spacing, seeds=None) -> tuple[np.ndarray, list[dict] | None]:
+    """Hysteresis (with ``high_k``) and the half-maximum edge (with ``edge='half-max'``)."""
+    if thr.high is not None:
+        mask = _keep_components_reaching(mask, image >= thr.high, opts.connectivity)
+    if opts.edge != "half-max":
+        return mask, None
+    if thr.stats is None:
+        raise ParameterError("edge='half-max' needs reference statistics (a reference region)")
+    # with seeds, each clicked lesion stays one lesion (the piece holding its seed)
+    return refine_half_max(image, mask, background=thr.stats.mean, floor=thr.value, spacing=spacing,
+                           connectivity=opts.connectivity, seeds=seeds)
+
+
+def _clean_box(volume: Volume, mask, grow_result, thr, opts: SegmentOptions) -> tuple[slice, slice, slice]:
+    """Where the lesions are: clean-up and measurement work on this box only, so a
+    seeded result costs what its lesions cost, not what the volume costs."""
+    if grow_result is not None and thr.high is None and opts.edge == "threshold" and grow_result.bbox is not None:
+        return pad_box(grow_result.bbox, volume.shape, 1)  # growing knows where its lesions are
+    return bbox(mask, margin=1)
+
+
+def _clean(image, mask, box, region_mask, opts: SegmentOptions, spacing, *, min_volume_mm3, min_slices):
+    """The lesion labels on ``box``: small/thin lesions dropped, holes filled if asked
+    (filled holes stay inside the region and never take missing (NaN) voxels)."""
+    sub = clean(mask[box], spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
+                fill_holes=opts.fill_holes, connectivity=opts.connectivity)
+    if opts.fill_holes:
+        keep = np.isfinite(image[box]) if np.issubdtype(image.dtype, np.floating) else np.ones(sub.shape, bool)
+        if region_mask is not None:
+            keep &= region_mask[box]
+        sub = np.where(keep, sub, 0).astype(sub.dtype)
+    return sub
+
+
+def _cleaned_away(grow_result, seed_idx, labels, *, min_volume_mm3, min_slices) -> list[Note]:
+    notes = []
+    if grow_result is not None:
+        for i, (n, seed) in enumerate(zip(grow_result.voxels, seed_idx)):
+            if n > 0 and labels[tuple(seed)] == 0:
+                notes.append(Note(f"seed {i + 1} (the {ordinal(i + 1)} click) at voxel {seed.tolist()} grew {n} "
+                                  f"voxel(s) that the clean-up removed (min_volume_mm3={min_volume_mm3:g}, "
+                                  f"min_slices={min_slices})", code="cleaned-away", seed=i + 1))
+    return notes
+
+
+def _params(opts: SegmentOptions, thr, *, ref_info, region_voxels, seed_idx, seeds_mm, min_volume_mm3,
+            min_slices, edge_info) -> dict:
+    """The parameters as provenance records them."""
+    return jsonable({
+        "rule": opts.rule,
+        "k": opts.k,
+        "k_used": thr.k,
+        "high_k": opts.high_k,
+        "upper": opts.upper,
+        "method": opts.method,
+        "confidence_k": opts.confidence_k if opts.method == "confidence" else None,
+        "min_volume_mm3": min_volume_mm3,
+        "min_slices": min_slices,
+        "fill_holes": opts.fill_holes,
+        "connectivity": opts.connectivity,
+        "max_volume_ml": opts.max_volume_ml,
+        "max_radius_mm": opts.max_radius_mm,
+        "reference": ref_info,
+        "region": None if region_voxels is None else {"voxels": region_voxels},
+        "seeds": seed_idx.tolist(),
+        "seeds_mm_given": None if seeds_mm is None else np.asarray(seeds_mm, float).reshape(-1, 3).tolist(),
+        "mode": "seeded" if seed_idx.size else "all-in-region",
+        "edge": opts.edge,
+        "robust_reference": opts.robust_reference,
+        "reference_edge_mm": opts.reference_edge_mm,
+        "reference_fence": opts.reference_fence,
+        "adaptive_top": opts.adaptive_top,
+        "seed_snap_mm": opts.seed_snap_mm,
+        "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
+    })
+
+
+# ----------------------------------------------------------------------------- the call
 def segment(
     volume: Volume,
     *,
-    reference: Any,
+    reference: Any = None,
     seeds: Any = None,
     seeds_mm: Any = None,
     region: Any = None,
-    rule: str = DEFAULTS["rule"],
-    k: Any = DEFAULTS["k"],
-    high_k: float | None = DEFAULTS["high_k"],
-    upper: float | None = DEFAULTS["upper"],
-    method: str = DEFAULTS["method"],
-    min_volume_mm3: float | None = DEFAULTS["min_volume_mm3"],
-    min_slices: int | None = DEFAULTS["min_slices"],
-    fill_holes: bool = DEFAULTS["fill_holes"],
-    connectivity: int = DEFAULTS["connectivity"],
+    rule: str = _D.rule,
+    k: Any = _D.k,
+    high_k: float | None = _D.high_k,
+    upper: float | None = _D.upper,
+    method: str = _D.method,
+    min_volume_mm3: float | None = _D.min_volume_mm3,
+    min_slices: int | None = _D.min_slices,
+    fill_holes: bool = _D.fill_holes,
+    connectivity: int = _D.connectivity,
     reference_radius_mm: float | None = None,
-    max_volume_ml: float | None = DEFAULTS["max_volume_ml"],
-    max_radius_mm: float | None = DEFAULTS["max_radius_mm"],
-    confidence_k: float = DEFAULTS["confidence_k"],
-    edge: str = DEFAULTS["edge"],
-    robust_reference: bool = DEFAULTS["robust_reference"],
-    reference_edge_mm: float = DEFAULTS["reference_edge_mm"],
-    reference_fence: float = DEFAULTS["reference_fence"],
-    adaptive_top: float | str | None = DEFAULTS["adaptive_top"],
+    max_volume_ml: float | None = _D.max_volume_ml,
+    max_radius_mm: float | None = _D.max_radius_mm,
+    confidence_k: float = _D.confidence_k,
+    edge: str = _D.edge,
+    robust_reference: bool = _D.robust_reference,
+    reference_edge_mm: float = _D.reference_edge_mm,
+    reference_fence: float = _D.reference_fence,
+    adaptive_top: float | None = _D.adaptive_top,
+    seed_snap_mm: float | None = _D.seed_snap_mm,
+    min_contrast_sd: float | None = _D.min_contrast_sd,
 ) -> Result:
     """Outline and measure BME in a fluid-sensitive ``volume``.
+
+    The options (``rule`` ... ``edge``) and their defaults are those of
+    :class:`bmeviz.options.SegmentOptions`; ``segment(vol, ..., **opts.kwargs())``
+    runs with a model instance.
 
     Parameters
     ----------
     volume : Volume
         STIR / T2 FS / PD FS / Dixon water image.
-    reference : mask or point
+    reference : mask, point or 'auto', optional
         Normal marrow of the same scan: a bool mask (array, Volume or NIfTI path on the
         image grid), a voxel index ``(slice, row, column)`` or ``{"point_mm": (x, y, z)}``
-        with ``reference_radius_mm`` (default 8 mm).
+        with ``reference_radius_mm`` (default 8 mm); ``'auto'`` (or None, with a region):
+        found inside ``region`` with no click (:func:`bmeviz.reference.auto_reference`;
+        the mask used is ``Result.reference``). A given reference is cleaned before
+        statistics (``robust_reference``, see :func:`bmeviz.reference.clean_reference`).
+    robust_reference, reference_edge_mm, reference_fence, adaptive_top, seed_snap_mm
+        The robust reference (inside the region, ``reference_edge_mm`` from its edge,
+        outliers beyond ``reference_fence`` robust SDs dropped), the percentile the adaptive
+        q3-iqr rule aims at instead of the maximum, and how far a click below the threshold
+        may move to the brightest voxel near it (docs/reference.md).
+    min_contrast_sd : float, optional
+        "All in region" runs keep only lesions whose 90th-percentile intensity is at least
+        this many robust SDs (1.4826·MAD) above the reference median (default 7; seeded
+        runs: off; 0: off; :func:`bmeviz.edge.drop_low_contrast`).
     seeds, seeds_mm : (n, 3) array_like, optional
         Points the user clicked in lesions: voxel indices (slice, row, column) and/or
         RAS mm (x, y, z). Without seeds, every above-threshold component in ``region``
@@ -427,7 +378,9 @@ def segment(
     region : mask, optional
         Where BME is searched (bone/marrow); joint fluid outside it is never counted.
     rule, k, high_k
-        Threshold rule on the reference: ``'q3-iqr'`` (k=None: the published adaptive k),
+        Threshold rule on the reference: ``'q3-iqr'`` (k=None: k = 2 on the robust
+        reference, chosen on the SIJ development scans; ``k='adaptive'``: the published
+        adaptive k, aiming at the reference's ``adaptive_top`` percentile),
         ``'mean-sd'``, ``'percentile'``, ``'otsu'`` (inside ``region``); ``high_k`` adds a
         strong threshold: only lesions reaching it are kept (hysteresis).
     upper : float, optional
@@ -448,7 +401,8 @@ def segment(
     Returns
     -------
     Result
-        ``.mask``, ``.labels``, ``.table``, ``.threshold``, ``.params``, ``.save(dir)``.
+        ``.mask``, ``.labels``, ``.table``, ``.threshold``, ``.params``, ``.messages``
+        (:class:`~bmeviz.result.Note`, each with a ``code``), ``.save(dir)``.
 
     Examples
     --------
@@ -459,134 +413,50 @@ def segment(
     >>> res.n_lesions == len(ph.lesion_volumes_ml)
     True
     """
-    from .grow import confidence_grow, grow, grow_all
-    from .lesions import clean, lesion_table
-    from .threshold import compute_threshold
-
     if not isinstance(volume, Volume):
         raise ParameterError(f"volume must be a bmeviz.Volume (from bmeviz.load); got {type(volume).__name__}")
-    if edge not in {"threshold", "half-max"}:
-        raise ParameterError(f"edge must be 'threshold' or 'half-max'; got {edge!r}")
-    if method not in {"connected", "confidence"}:
-        raise ParameterError(f"method must be 'connected' or 'confidence'; got {method!r}")
-    if upper is not None:
-        try:
-            upper = float(upper)
-        except (TypeError, ValueError):
-            raise ParameterError(f"upper must be a number (an upper intensity bound) or None; got {upper!r}") from None
-        if np.isnan(upper):
-            raise ParameterError("upper is NaN; give a number or None")
-    image = volume.array
-    spacing = volume.spacing
+    opts = SegmentOptions(rule=rule, k=k, high_k=high_k, upper=upper, method=method, min_volume_mm3=min_volume_mm3,
+                          min_slices=min_slices, fill_holes=fill_holes, connectivity=connectivity,
+                          reference_radius_mm=_D.reference_radius_mm if reference_radius_mm is None
+                          else reference_radius_mm, max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
+                          confidence_k=confidence_k, edge=edge, robust_reference=robust_reference,
+                          reference_edge_mm=reference_edge_mm, reference_fence=reference_fence,
+                          adaptive_top=adaptive_top, seed_snap_mm=seed_snap_mm, min_contrast_sd=min_contrast_sd)
+    image, spacing = volume.array, volume.spacing
     region_mask = resolve_mask(region, volume, "region")
-    from .reference import auto_reference, clean_reference
-
-    if isinstance(reference, str) and reference == "auto" and region_mask is not None:
-        auto = auto_reference(image, region=region_mask, spacing=spacing)
-        ref_mask, ref_info = auto.mask, {"kind": "auto", **auto.info}
-    else:
-        ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=reference_radius_mm)
-        if robust_reference:
-            cleaned = clean_reference(image, ref_mask, region=region_mask, spacing=spacing,
-                                      edge_mm=reference_edge_mm, fence=reference_fence)
-            ref_mask, ref_info = cleaned.mask, {**ref_info, "robust": cleaned.info}
+    ref_mask, ref_info = _reference(image, reference, volume, region_mask, opts, spacing,
+                                    radius_mm=reference_radius_mm)
+    region_voxels = None if region_mask is None else int(np.count_nonzero(region_mask))
     seed_idx = resolve_seeds(volume, seeds, seeds_mm)
-    thr = compute_threshold(image, reference=ref_mask, rule=rule, k=k, region=region_mask, high_k=high_k,
-                            adaptive_top=adaptive_top)
-    messages: list[str] = []
-    grow_result = None
-    if seed_idx.size:
-        if method == "confidence":
-            grow_result = confidence_grow(
-                image, seed_idx, k=confidence_k, region=region_mask, connectivity=connectivity, spacing=spacing,
-                max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
-            )
-        else:
-            grow_result = grow(
-                image, seed_idx, low=thr.value, high=upper, region=region_mask, connectivity=connectivity,
-                spacing=spacing, max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
-            )
-        mask = grow_result.mask
-        for i, (below, leaked) in enumerate(zip(grow_result.below, grow_result.leaked)):
-            if below:
-                messages.append(f"seed {i} at voxel {seed_idx[i].tolist()} is below the threshold "
-                                f"{thr.value:.4g} or outside the region: nothing grown")
-            if leaked:
-                messages.append(f"seed {i} at voxel {seed_idx[i].tolist()} hit the leak guard")
-        for m in messages:
-            if "below the threshold" in m:
-                warn(m)
-    else:
-        if method == "confidence":
-            raise ParameterError("method='confidence' needs seeds (click the lesions)")
-        if region_mask is None:
-            warn("no seeds and no region: every above-threshold voxel of the whole image is taken "
-                 "(joint fluid included); give a bone region or seeds")
-        mask = grow_all(image, low=thr.value, high=upper, region=region_mask, connectivity=connectivity)
-    if thr.high is not None:
-        mask = _keep_components_reaching(mask, image >= thr.high, connectivity)
-    edge_info = None
-    if edge == "half-max":
-        if thr.stats is None:
-            raise ParameterError("edge='half-max' needs reference statistics (a reference region)")
-        mask, edge_info = refine_half_max(image, mask, background=thr.stats.mean, floor=thr.value,
-                                          spacing=spacing, connectivity=connectivity)
-    seeded = bool(seed_idx.size)
-    if min_volume_mm3 is None:
-        min_volume_mm3 = 0.0 if seeded else 10.0
-    if min_slices is None:
-        min_slices = 1 if seeded else 2
-    # clean-up and measurement work on the lesions' bounding box only: a seeded result
-    # costs what its lesions cost, not what the volume costs
-    if grow_result is not None and thr.high is None and edge == "threshold" and grow_result.bbox is not None:
-        box = _pad(grow_result.bbox, volume.shape, 1)  # growing knows where its lesions are
-    else:
-        box = _bbox(mask, margin=1)
-    sub = clean(mask[box], spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
-                fill_holes=fill_holes, connectivity=connectivity)
-    sub_region = None if region_mask is None else region_mask[box]
-    if fill_holes:  # filled holes stay inside the region and never take missing (NaN) voxels
-        keep = np.isfinite(image[box]) if np.issubdtype(image.dtype, np.floating) else np.ones(sub.shape, bool)
-        if sub_region is not None:
-            keep &= sub_region
-        sub = np.where(keep, sub, 0).astype(sub.dtype)
+    k_rule = Q3_IQR_K if opts.k is None and opts.rule == "q3-iqr" else opts.k
+    thr = compute_threshold(image, reference=ref_mask, rule=opts.rule, k=k_rule, region=region_mask,
+                            high_k=opts.high_k, adaptive_top=opts.adaptive_top)
+    mask, grow_result, notes = _grow(image, seed_idx, thr, region_mask, opts, spacing)
+    mask, edge_info = _edges(image, mask, thr, opts, spacing,
+                             seeds=None if grow_result is None else grow_result.seeds)
+    min_volume_mm3, min_slices = mode_defaults(seeded=bool(seed_idx.size), min_volume_mm3=opts.min_volume_mm3,
+                                               min_slices=opts.min_slices)
+    box = _clean_box(volume, mask, grow_result, thr, opts)
+    sub = _clean(image, mask, box, region_mask, opts, spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices)
+    min_contrast = opts.min_contrast_sd
+    if min_contrast is None:
+        min_contrast = None if seed_idx.size else REGION_MIN_CONTRAST_SD
+    contrast_dropped = None
+    if min_contrast:
+        ref_median, ref_sigma = robust_sigma(image[ref_mask])
+        sub, contrast_dropped = drop_low_contrast(sub, image[box], median=ref_median, sigma=ref_sigma,
+                                                  min_contrast_sd=min_contrast)
     labels = np.zeros(volume.shape, dtype=sub.dtype)
     labels[box] = sub
     final_mask = np.zeros(volume.shape, dtype=bool)
     final_mask[box] = sub > 0
-    if grow_result is not None:
-        for i, (n, seed) in enumerate(zip(grow_result.voxels, seed_idx)):
-            if n > 0 and labels[tuple(seed)] == 0:
-                messages.append(f"seed {i} at voxel {seed.tolist()} grew {n} voxel(s) that the clean-up removed "
-                                f"(min_volume_mm3={min_volume_mm3:g}, min_slices={min_slices})")
-    table = lesion_table(sub, image[box], affine=volume.affine, reference=thr.stats, region=sub_region,
-                         origin=tuple(sl.start for sl in box),
-                         region_voxels=None if region_mask is None else int(np.count_nonzero(region_mask)))
-    params = jsonable({
-        "rule": rule,
-        "k": k,
-        "k_used": thr.k,
-        "high_k": high_k,
-        "upper": upper,
-        "method": method,
-        "confidence_k": confidence_k if method == "confidence" else None,
-        "min_volume_mm3": min_volume_mm3,
-        "min_slices": min_slices,
-        "fill_holes": fill_holes,
-        "connectivity": connectivity,
-        "max_volume_ml": max_volume_ml,
-        "max_radius_mm": max_radius_mm,
-        "reference": ref_info,
-        "region": None if region_mask is None else {"voxels": int(np.count_nonzero(region_mask))},
-        "seeds": seed_idx.tolist(),
-        "seeds_mm_given": None if seeds_mm is None else np.asarray(seeds_mm, float).reshape(-1, 3).tolist(),
-        "mode": "seeded" if seed_idx.size else "all-in-region",
-        "edge": edge,
-        "robust_reference": robust_reference,
-        "reference_edge_mm": reference_edge_mm if robust_reference else None,
-        "reference_fence": reference_fence if robust_reference else None,
-        "adaptive_top": adaptive_top,
-        "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
-    })
+    notes += _cleaned_away(grow_result, seed_idx, labels, min_volume_mm3=min_volume_mm3, min_slices=min_slices)
+    table = lesion_table(sub, image[box], affine=volume.affine, reference=thr.stats,
+                         region=None if region_mask is None else region_mask[box],
+                         origin=tuple(sl.start for sl in box), region_voxels=region_voxels)
+    params = _params(opts, thr, ref_info=ref_info, region_voxels=region_voxels, seed_idx=seed_idx, seeds_mm=seeds_mm,
+                     min_volume_mm3=min_volume_mm3, min_slices=min_slices, edge_info=edge_info)
+    params["min_contrast_sd"] = min_contrast
+    params["low_contrast_dropped"] = None if contrast_dropped is None else len(contrast_dropped)
     return Result(volume=volume, mask=final_mask, labels=labels, table=table, threshold=thr, params=params,
-                  reference=ref_mask, region=region_mask, grow=grow_result, messages=tuple(messages))
+                  reference=ref_mask, region=region_mask, grow=grow_result, messages=tuple(notes))

@@ -239,7 +239,7 @@ def auto_reference(
     edge_mm: float = 3.0,
     smooth_mm: float = 1.5,
     fence: float = 1.0,
-    homogeneity_quantile: float = 0.5,
+    homogeneity_quantile: float = 1.0,
 ) -> CleanReference:
     """Find normal marrow inside ``region`` with no click.
 
@@ -250,8 +250,11 @@ def auto_reference(
     2. the image smoothed in-plane (Gaussian, ``smooth_mm``) and its local SD;
     3. the mode of the smoothed values there (a histogram of 256 bins smoothed over
        ~1/20 of the robust range): the dark-marrow peak. Voxels within
-       ``fence`` robust SDs of the mode (measured on the raw values around it) whose local
-       SD is below the ``homogeneity_quantile`` of the candidates are kept.
+       ``fence`` robust SDs of the mode (measured on the raw values around it) are kept;
+       with ``homogeneity_quantile < 1`` only those whose local SD is below that quantile
+       of the candidates (the most homogeneous patches). Off by default: it narrows the
+       spread of the reference and so lowers the threshold (measured on the SIJ scans:
+       thresholds 5-15% below the readers' ROI with 0.5, within a few % with 1.0).
 
     Parameters
     ----------

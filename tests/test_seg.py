@@ -115,7 +115,7 @@ def test_seg_references_the_source_and_describes_lesions(dicom_result):
 def test_seg_has_no_identifiers_unless_asked(dicom_result):
     import pydicom
 
-    from bmeviz.io.seg import save_seg
+    from bmeviz.export import save_seg  # Result-level; bmeviz.io.seg.save_seg takes arrays
 
     d = dicom_result
     raw = (d.out / "bme_seg.dcm").read_bytes()
@@ -130,7 +130,8 @@ def test_seg_has_no_identifiers_unless_asked(dicom_result):
 
 
 def test_single_segment_and_empty_result(dicom_result):
-    from bmeviz.io.seg import read_seg, save_seg
+    from bmeviz.export import save_seg  # Result-level; bmeviz.io.seg.save_seg takes arrays
+    from bmeviz.io.seg import read_seg
 
     d = dicom_result
     one = save_seg(d.res, d.root / "one.dcm", per_lesion=False)
@@ -143,7 +144,7 @@ def test_single_segment_and_empty_result(dicom_result):
 
 def test_non_dicom_source_is_refused(tmp_path):
     from bmeviz.data import make_phantom
-    from bmeviz.io.seg import save_seg
+    from bmeviz.export import save_seg  # Result-level; bmeviz.io.seg.save_seg takes arrays
 
     ph = make_phantom(shape=(16, 96, 96), spacing=(3.0, 1.4, 1.4), seed=1)
     res = bmeviz.segment(ph.volume, reference=ph.reference, region=ph.bone, seeds=ph.seeds)
@@ -165,7 +166,7 @@ def test_read_seg_refuses_another_grid(dicom_result):
 
 def test_source_gone_is_a_clear_error(dicom_result, tmp_path):
     from bmeviz.errors import UnreadableFileError
-    from bmeviz.io.seg import save_seg
+    from bmeviz.export import save_seg  # Result-level; bmeviz.io.seg.save_seg takes arrays
 
     d = dicom_result
     folder = shutil.copytree(d.folder, tmp_path / "copy")
@@ -181,7 +182,8 @@ def test_enhanced_multiframe_source(shared_data, tmp_path):
     import pydicom
     from pydicom.uid import generate_uid
 
-    from bmeviz.io.seg import read_seg, save_seg
+    from bmeviz.export import save_seg  # Result-level; bmeviz.io.seg.save_seg takes arrays
+    from bmeviz.io.seg import read_seg
 
     src = shared_data("dicom-series-cases", "philips_enhanced", "anatomical")
     folder = shutil.copytree(src, tmp_path / "src")

@@ -1,9 +1,9 @@
 """DICOM SEG export of a result, and reading a SEG back onto a volume's grid.
 
-:func:`save_seg` writes the lesions of a :class:`~bmeviz.pipeline.Result` as a DICOM
+:func:`save_seg` writes a label image on a source volume's grid as a DICOM
 Segmentation (highdicom) that references the source series: one segment per lesion
-(segment number = ``lesion_id`` of ``lesions.csv``, colours as in ``overlay.png``) or a
-single "BME" segment. Every frame says which source image it was derived from
+(segment number = ``lesion_id`` of ``lesions.csv``; :func:`bmeviz.export.save_seg` gives
+the colours of ``overlay.png``) or a single "BME" segment. Every frame says which source image it was derived from
 (ReferencedSOPInstanceUID) and where it lies (ImagePositionPatient), so a viewer puts it
 on the source voxels.
 
@@ -220,15 +220,29 @@ def _hoist_shared(ds: Any) -> Any:
     return out
 
 
-def save_seg(result: Any, path: str | os.PathLike, *, include_phi: bool = False, per_lesion: bool = True) -> Path:
-    """Write ``result``'s lesions as a DICOM Segmentation referencing the source series.
+def save_seg(labels: Any, volume: Volume, path: str | os.PathLike, *, segment_names: Any = None, colors: Any = None,
+             algorithm_parameters: dict | None = None, description: str = "Bone marrow edema",
+             semiautomatic: bool = True, include_phi: bool = False, per_lesion: bool = True) -> Path:
+    """Write a label image as a DICOM Segmentation referencing the source series.
 
     Parameters
     ----------
-    result : bmeviz.Result
-        From :func:`bmeviz.segment` on a volume loaded from DICOM.
+    labels : (S, R, C) array of int
+        Lesion ids (0 = none) on ``volume``'s grid.
+    volume : Volume
+        The source, loaded from DICOM (its metadata names the source files).
     path : path-like
         Output file (``bme_seg.dcm``); written atomically.
+    segment_names, colors : sequence, optional
+        Per segment: its label and RGB colour (0..1); default ``BME lesion i`` / ``BME`` in red.
+        :func:`bmeviz.export.save_seg` passes the names and colours of ``lesions.csv`` and
+        ``overlay.png``.
+    algorithm_parameters : dict of str, optional
+        Recorded in the AlgorithmIdentificationSequence (rule, k, threshold...).
+    description : str
+        ContentDescription (cut to 64 characters).
+    semiautomatic : bool
+        Seeded (SEMIAUTOMATIC) or not (AUTOMATIC).
     include_phi : bool
         Copy the source's patient and study identifiers verbatim (needed for the SEG to
         file with its study in a PACS). Default: blank or remove them (see
@@ -251,11 +265,10 @@ def save_seg(result: Any, path: str | os.PathLike, *, include_phi: bool = False,
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    from .. import __version__
+    from .._version import __version__
     from ._atomic import atomic_path
 
-    volume = result.volume
-    labels = np.asarray(result.labels)
+    labels = np.asarray(labels)
     if labels.shape != volume.shape:
         raise ParameterError(f"labels shape {labels.shape} differs from the volume's {volume.shape}")
     headers = _source_headers(volume)
@@ -272,30 +285,23 @@ def save_seg(result: Any, path: str | os.PathLike, *, include_phi: bool = False,
     if per_lesion and n_max > 0:
         frames = labels[slices]
         numbers = list(range(1, n_max + 1))
-        names = [f"BME lesion {i}" for i in numbers]
+        default_names = [f"BME lesion {i}" for i in numbers]
     else:
         frames = (labels[slices] > 0)
         numbers = [1]
-        names = ["BME"]
+        default_names = ["BME"]
     frames = frames.astype(np.uint8 if max(numbers) < 256 else np.uint16)
-
-    from ..plot import lesion_colors
-
-    colors = lesion_colors(len(numbers)) if len(numbers) > 1 else np.array([[1.0, 0.2, 0.2]])
-    seeded = bool(result.params.get("seeds"))
-    thr = result.threshold
+    names = list(segment_names) if segment_names is not None else default_names
+    colors = np.asarray(colors, float) if colors is not None else np.tile([1.0, 0.2, 0.2], (len(numbers), 1))
+    if len(names) != len(numbers) or len(colors) < len(numbers):
+        raise ParameterError(f"save_seg: {len(numbers)} segment(s) need as many names and colours; got "
+                             f"{len(names)} and {len(colors)}")
     algorithm = hd.AlgorithmIdentificationSequence(
         name="bmeviz",
         family=codes.cid7162.HistogramAnalysis,
         version=__version__,
         source="bmeviz",
-        parameters={
-            "rule": str(thr.rule),
-            "k": "none" if thr.k is None else f"{thr.k:g}",
-            "threshold": f"{thr.value:.6g}",
-            "edge": str(result.params.get("edge")),
-            "mode": str(result.params.get("mode")),
-        },
+        parameters={str(k): str(v) for k, v in (algorithm_parameters or {}).items()} or None,
     )
     descriptions = [
         hd.seg.SegmentDescription(
@@ -303,7 +309,7 @@ def save_seg(result: Any, path: str | os.PathLike, *, include_phi: bool = False,
             segment_label=name,
             segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
             segmented_property_type=codes.SCT.Edema,
-            algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC if seeded
+            algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC if semiautomatic
                             else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC),
             algorithm_identification=algorithm,
             tracking_id=name,
@@ -334,8 +340,7 @@ def save_seg(result: Any, path: str | os.PathLike, *, include_phi: bool = False,
             software_versions=__version__,
             device_serial_number="0",
             content_label="BME",
-            content_description=(f"Bone marrow edema: {len(result.table)} lesion(s), {result.total_volume_ml:.3f} mL; "
-                                 f"threshold {thr.value:.4g} ({thr.rule})")[:64],
+            content_description=str(description)[:64],
             omit_empty_frames=not empty,
         )
     except (ValueError, TypeError, AttributeError) as exc:
