@@ -152,7 +152,7 @@ def test_leak_guard_bounds_each_seed(scene, guard_voxels):
     assert len(res.grow.leaked) == len(seeds)
     for i, leaked in enumerate(res.grow.leaked):
         if leaked:
-            assert any(f"seed {i} " in m and "leak guard" in m for m in res.messages)
+            assert any(f"seed {i + 1} " in m and "leak guard" in m for m in res.messages)
 
 
 def _flipped(vol, axis):

@@ -183,3 +183,40 @@ def test_point_references_agree_on_real_scans():
     cv = lambda v: np.std(v) / np.mean(v)  # noqa: E731
     assert cv(new) < 0.10 and cv(new) < cv(old) / 2, (new, old)
     assert all(a > 0 for a in itertools.chain(new, old))
+
+
+def test_cli_keeps_the_point_contract_and_accepts_auto(tmp_path, phantom):
+    """`bmeviz segment IMAGE --out DIR --region MASK --reference-point-mm=X,Y,Z --reference-radius-mm R
+    --seed-mm=X,Y,Z` still writes DIR/bme_mask.nii.gz on the source grid; `--reference auto` and no
+    reference (with a region) use the automatic reference."""
+    import json
+
+    import nibabel as nib
+
+    from bmeviz import save_mask
+    from bmeviz.cli import main
+    from bmeviz.io import save_volume
+
+    ph = phantom
+    stir = tmp_path / "stir.nii.gz"
+    save_volume(ph.volume, stir)
+    bone = tmp_path / "bone.nii.gz"
+    save_mask(ph.bone, ph.volume, bone)
+    vol = load(stir)
+    ref_mm = vol.index_to_ras(ph.reference_point)
+    seed_mm = vol.index_to_ras(ph.seeds[0])
+    trip = lambda p: f"{p[0]:.3f},{p[1]:.3f},{p[2]:.3f}"  # noqa: E731
+    masks = {}
+    for name, ref_args in (("point", [f"--reference-point-mm={trip(ref_mm)}", "--reference-radius-mm", "7"]),
+                           ("auto", ["--reference", "auto"]), ("none", [])):
+        out = tmp_path / name
+        assert main(["segment", str(stir), "--out", str(out), "--region", str(bone), *ref_args,
+                     f"--seed-mm={trip(seed_mm)}"]) == 0
+        img = nib.load(str(out / "bme_mask.nii.gz"))
+        assert img.shape == nib.load(str(stir)).shape and np.allclose(img.affine, nib.load(str(stir)).affine, atol=1e-6)
+        masks[name] = np.asarray(img.dataobj).transpose(2, 1, 0) > 0
+        kind = json.loads((out / "provenance.json").read_text())["params"]["reference"]["kind"]
+        assert kind == {"point": "sphere", "auto": "auto", "none": "auto"}[name]
+    assert masks["point"][tuple(ph.seeds[0])] and dice(masks["point"], masks["auto"]) > 0.9
+    assert np.array_equal(masks["auto"], masks["none"])
+
