@@ -53,10 +53,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: Configurations: label -> segment() options (besides reference, seeds, region).
 CONFIGS: dict[str, dict] = {
     "before (plain ref, adaptive max)": {"robust_reference": False, "adaptive_top": None, "k": "adaptive",
-                                         "seed_snap_mm": None, "min_contrast_sd": 0},
-    "robust ref, adaptive p99": {"k": "adaptive", "seed_snap_mm": None, "min_contrast_sd": 0},
-    "robust ref, k=2": {"seed_snap_mm": None, "min_contrast_sd": 0},
-    "robust ref, k=2, snap, contrast 7 (defaults)": {},
+                                         "seed_snap_mm": None, "min_contrast_sd": 0, "leak_jump": None},
+    "robust ref, k=2": {"seed_snap_mm": None, "min_contrast_sd": 0, "leak_jump": None},
+    "+ snap, contrast 7": {"leak_jump": None},
+    "+ leak check 3 (defaults)": {},
     "defaults, k=2.5": {"k": 2.5},
     "defaults, edge half-max": {"edge": "half-max"},
 }

@@ -272,6 +272,9 @@ class SegmentOptions:
     min_contrast_sd: float | None = _opt(None, "float", "keep lesions whose 90th-percentile intensity is at least this "
                                          "many robust SDs above the reference median (default: 7 without seeds, off "
                                          "with seeds; 0: off)", minimum=0.0)
+    leak_jump: float | None = _opt(3.0, "float", "a seed's region that shrinks by this factor when the threshold rises "
+                                   "by 1/4 robust SD had leaked: that seed grows above the collapse (up to 3 SD higher; "
+                                   "none: off)", minimum=1.0, exclusive_minimum=True, widget=False)
     seed_snap_mm: float | None = _opt(3.0, "float", "a click below the threshold moves to the brightest voxel of the "
                                       "region within this distance (mm) when that one is above it (none: never)",
                                       minimum=0.0, exclusive_minimum=True, widget=False)

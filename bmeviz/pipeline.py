@@ -32,7 +32,7 @@ import numpy as np
 from ._jsonable import jsonable
 from .edge import _keep_components_reaching, drop_low_contrast, refine_half_max
 from .errors import ParameterError, warn
-from .grow import confidence_grow, grow, grow_all, ordinal, snap_seeds
+from .grow import confidence_grow, grow, grow_all, grow_without_leaks, ordinal, snap_seeds
 from .io import load
 from .lesions import clean, lesion_table
 from .options import DEFAULTS, Q3_IQR_K, REGION_MIN_CONTRAST_SD, SegmentOptions, mode_defaults
@@ -190,7 +190,8 @@ def _reference(image, reference, volume, region_mask, opts: SegmentOptions, spac
     return ref_mask, ref_info
 
 
-def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing) -> tuple[np.ndarray, Any, list[Note]]:
+def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
+          ref_sigma: float | None = None) -> tuple[np.ndarray, Any, list[Note]]:
     """The candidate mask: grown from the seeds, or every above-threshold voxel in the region."""
     notes: list[Note] = []
     if not seed_idx.size:
@@ -216,6 +217,17 @@ def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing) -> t
                     f"brightest voxel near it, {m['to']} (value {m['value_to']:.4g})", code="seed-moved", seed=i + 1))
     if opts.method == "confidence":
         result = confidence_grow(image, seed_idx, k=opts.confidence_k, **guard)
+    elif opts.leak_jump is not None and ref_sigma and np.isfinite(ref_sigma) and ref_sigma > 0:
+        # a seed whose region collapses when the level rises a little had leaked (docs/reference.md)
+        result, levels = grow_without_leaks(image, seed_idx, low=thr.value, high=opts.upper, step=ref_sigma / 4,
+                                            jump=opts.leak_jump, **guard)
+        for lv in levels:
+            if lv["raised_by_steps"]:
+                i = lv["seed"] - 1
+                notes.append(Note(
+                    f"seed {i + 1} (the {ordinal(i + 1)} click) leaked at the threshold {thr.value:.4g} "
+                    f"({lv['volume_ml_at_low']:.3g} mL): grown at {lv['level']:.4g}, where its lesion separates",
+                    code="leak-raised", seed=i + 1))
     else:
         result = grow(image, seed_idx, low=thr.value, high=opts.upper, **guard)
     for i, (below, leaked) in enumerate(zip(result.below, result.leaked)):
@@ -312,6 +324,7 @@ def _params(opts: SegmentOptions, thr, *, ref_info, region_voxels, seed_idx, see
         "reference_fence": opts.reference_fence,
         "adaptive_top": opts.adaptive_top,
         "seed_snap_mm": opts.seed_snap_mm,
+        "leak_jump": opts.leak_jump,
         "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
     })
 
@@ -343,6 +356,7 @@ def segment(
     reference_fence: float = _D.reference_fence,
     adaptive_top: float | None = _D.adaptive_top,
     seed_snap_mm: float | None = _D.seed_snap_mm,
+    leak_jump: float | None = _D.leak_jump,
     min_contrast_sd: float | None = _D.min_contrast_sd,
 ) -> Result:
     """Outline and measure BME in a fluid-sensitive ``volume``.
@@ -367,6 +381,11 @@ def segment(
         outliers beyond ``reference_fence`` robust SDs dropped), the percentile the adaptive
         q3-iqr rule aims at instead of the maximum, and how far a click below the threshold
         may move to the brightest voxel near it (docs/reference.md).
+    leak_jump : float, optional
+        A seed's region that shrinks by this factor (default 3) when the threshold rises by
+        a quarter of the reference's robust SD had leaked through a thin bridge; that seed
+        grows at the level above the collapse (:func:`bmeviz.grow.grow_without_leaks`;
+        None: off).
     min_contrast_sd : float, optional
         "All in region" runs keep only lesions whose 90th-percentile intensity is at least
         this many robust SDs (1.4826·MAD) above the reference median (default 7; seeded
@@ -421,7 +440,8 @@ def segment(
                           else reference_radius_mm, max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
                           confidence_k=confidence_k, edge=edge, robust_reference=robust_reference,
                           reference_edge_mm=reference_edge_mm, reference_fence=reference_fence,
-                          adaptive_top=adaptive_top, seed_snap_mm=seed_snap_mm, min_contrast_sd=min_contrast_sd)
+                          adaptive_top=adaptive_top, seed_snap_mm=seed_snap_mm, min_contrast_sd=min_contrast_sd,
+                          leak_jump=leak_jump)
     image, spacing = volume.array, volume.spacing
     region_mask = resolve_mask(region, volume, "region")
     ref_mask, ref_info = _reference(image, reference, volume, region_mask, opts, spacing,
@@ -431,7 +451,8 @@ def segment(
     k_rule = Q3_IQR_K if opts.k is None and opts.rule == "q3-iqr" else opts.k
     thr = compute_threshold(image, reference=ref_mask, rule=opts.rule, k=k_rule, region=region_mask,
                             high_k=opts.high_k, adaptive_top=opts.adaptive_top)
-    mask, grow_result, notes = _grow(image, seed_idx, thr, region_mask, opts, spacing)
+    ref_median, ref_sigma = robust_sigma(image[ref_mask])
+    mask, grow_result, notes = _grow(image, seed_idx, thr, region_mask, opts, spacing, ref_sigma=ref_sigma)
     mask, edge_info = _edges(image, mask, thr, opts, spacing,
                              seeds=None if grow_result is None else grow_result.seeds)
     min_volume_mm3, min_slices = mode_defaults(seeded=bool(seed_idx.size), min_volume_mm3=opts.min_volume_mm3,
@@ -443,7 +464,6 @@ def segment(
         min_contrast = None if seed_idx.size else REGION_MIN_CONTRAST_SD
     contrast_dropped = None
     if min_contrast:
-        ref_median, ref_sigma = robust_sigma(image[ref_mask])
         sub, contrast_dropped = drop_low_contrast(sub, image[box], median=ref_median, sigma=ref_sigma,
                                                   min_contrast_sd=min_contrast)
     labels = np.zeros(volume.shape, dtype=sub.dtype)
