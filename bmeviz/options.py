@@ -377,7 +377,11 @@ def add_arguments(parser: Any, *, skip: tuple[str, ...] = (), groups: Mapping[st
         elif opt.default is not None and opt.default is not False and "default" not in text:
             text += f" (default {opt.default:g})" if isinstance(opt.default, float) else f" (default {opt.default})"
         kw: dict[str, Any] = {"help": text.replace("%", "%%"), "default": None, "dest": opt.name}
-        if opt.kind == "bool":
+        flag = opt.flag
+        if opt.kind == "bool" and opt.default is True:  # on by default: the flag turns it off
+            flag = "--no-" + opt.flag[2:]
+            kw.update(action="store_const", const=False, help="turn off: " + kw["help"].replace(" (default True)", ""))
+        elif opt.kind == "bool":
             kw["action"] = "store_true"
         elif opt.kind == "choice":
             kw["choices"] = list(opt.choices)
@@ -386,8 +390,10 @@ def add_arguments(parser: Any, *, skip: tuple[str, ...] = (), groups: Mapping[st
             if opt.choices is not None:
                 kw["choices"] = list(opt.choices)
         elif opt.kind == "float":
-            kw["type"] = float
-        g.add_argument(opt.flag, **kw)
+            # an option on by default that 'none' turns off (e.g. --seed-snap-mm none) stays a string
+            # here and is parsed by from_arguments
+            kw["type"] = str if (opt.nullable and opt.default is not None) else float
+        g.add_argument(flag, **kw)
 
 
 def from_arguments(args: argparse.Namespace, *, prefix: str = "") -> dict:

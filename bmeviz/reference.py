@@ -192,7 +192,7 @@ def clean_reference(
     >>> ref = np.zeros(img.shape, bool); ref[:, 10:30, 10:30] = True
     >>> img[1, 20, 20:23] = 1000                       # a vessel in the reference
     >>> c = clean_reference(img, ref, fence=2.5)
-    >>> bool(c.mask[1, 20, 20]), c.voxels < ref.sum()
+    >>> bool(c.mask[1, 20, 20]), c.voxels < int(ref.sum())
     (False, True)
     """
     img = np.asarray(image)
