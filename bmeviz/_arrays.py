@@ -23,13 +23,17 @@ __all__ = ["bbox", "pad_box", "ball", "check_spacing", "parse_triple"]
 
 def bbox(mask: np.ndarray, *, margin: int = 0) -> tuple[slice, slice, slice]:
     """Bounding box of the True voxels of a 3D mask grown by ``margin`` voxels (clipped);
-    a 1-voxel box at the origin when the mask is empty."""
-    if not mask.any():
+    a 1-voxel box at the origin when the mask is empty.
+
+    The slices holding voxels are found first (a fast reduction over the whole mask); the
+    rows and columns only within them, so a small mask in a big volume costs one pass.
+    """
+    on = np.flatnonzero(mask.any(axis=(1, 2)))
+    if on.size == 0:
         return (slice(0, 1), slice(0, 1), slice(0, 1))
-    plane = mask.any(axis=0)
+    plane = mask[on[0]:on[-1] + 1].any(axis=0)
     out = []
-    for n, profile in zip(mask.shape, (mask.any(axis=(1, 2)), plane.any(axis=1), plane.any(axis=0))):
-        hit = np.flatnonzero(profile)
+    for n, hit in zip(mask.shape, (on, np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0)))):
         out.append(slice(max(0, int(hit[0]) - margin), min(n, int(hit[-1]) + 1 + margin)))
     return tuple(out)  # type: ignore[return-value]
 
@@ -40,10 +44,11 @@ def pad_box(box: tuple[slice, ...], shape: tuple[int, ...], margin: int) -> tupl
 
 
 def ball(lo: Any, hi: Any, centre: Any, spacing: Any, radius_mm: float, *, rtol: float = 0.0) -> np.ndarray:
-    """Bool crop of indices ``[lo, hi)``: voxels whose centre lies within ``radius_mm`` of
-    ``centre`` (an index, fractional allowed), distances in mm with ``spacing``."""
-    d = [((np.arange(a, b) - c) * s) ** 2 for a, b, c, s in zip(lo, hi, centre, spacing)]
-    return (d[0][:, None, None] + d[1][None, :, None] + d[2][None, None, :]) <= radius_mm * radius_mm * (1 + rtol)
+    """Bool crop of indices ``[lo, hi)`` (any number of axes): voxels whose centre lies
+    within ``radius_mm`` of ``centre`` (an index, fractional allowed), in mm with ``spacing``."""
+    axes = np.ogrid[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
+    d2 = sum(((ax - c) * s) ** 2 for ax, c, s in zip(axes, centre, spacing))
+    return d2 <= radius_mm * radius_mm * (1 + rtol)
 
 
 def check_spacing(spacing: Any) -> tuple[float, float, float]:

@@ -21,11 +21,15 @@ from pathlib import Path
 
 from ._arrays import parse_triple
 from ._version import __version__
+from .data import make_phantom
 from .errors import BmevizError, BmevizWarning, ParameterError
+from .export import write_outputs
+from .io import list_series, load, save_mask, save_volume
+from .metrics import match_lesions
 from .options import add_arguments, from_arguments
+from .pipeline import segment
 
-# The commands import the core (scipy, pandas, matplotlib, highdicom) when they run, not
-# when the parser is built: `bmeviz --help` and `bmeviz series` stay fast.
+# pandas, matplotlib and highdicom are imported by the commands that use them, when they run
 
 __all__ = ["main", "build_parser"]
 
@@ -43,8 +47,6 @@ def command(name: str):
 # ----------------------------------------------------------------------------- series / info
 @command("series")
 def _series(args: argparse.Namespace) -> int:
-    from .io import list_series
-
     infos = list_series(args.path)
     if args.json:
         print(json.dumps([s.to_dict() for s in infos], indent=2))
@@ -90,8 +92,6 @@ def _add_series_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args: argparse.Namespace):
-    from .io import load
-
     series = args.series
     return load(args.image if hasattr(args, "image") else args.path, series=series, echo=args.echo, volume=args.volume)
 
@@ -197,9 +197,6 @@ def _segment_kwargs(args: argparse.Namespace) -> dict:
 
 @command("segment")
 def _segment(args: argparse.Namespace) -> int:
-    from .export import write_outputs
-    from .pipeline import segment
-
     out = Path(args.out)
     inputs = [Path(args.image)] + [Path(p) for p in (args.reference, args.region) if p and p != "auto"]
     _check_out_dir(out, inputs, args.force, SEGMENT_OUTPUTS)
@@ -241,12 +238,6 @@ def _add_segment_options(p: argparse.ArgumentParser, reference_group: argparse._
 @command("demo")
 def _demo(args: argparse.Namespace) -> int:
     """The whole path on the synthetic STIR phantom, compared with its ground truth."""
-    from .data import make_phantom
-    from .export import write_outputs
-    from .io import load, save_mask, save_volume
-    from .metrics import match_lesions
-    from .pipeline import segment
-
     out = Path(args.out)
     _check_out_dir(out, [], args.force, ("input", "result"))
     inputs = out / "input"

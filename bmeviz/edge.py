@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage as ndi
+
+from .lesions import label
 
 __all__ = ["refine_half_max", "drop_low_contrast"]
 
 
 def _keep_components_reaching(mask: np.ndarray, strong: np.ndarray, connectivity: int) -> np.ndarray:
     """Hysteresis: the components of ``mask`` that hold at least one ``strong`` voxel."""
-    from .lesions import label
-
     labels = label(mask, connectivity=connectivity)
     hit = np.unique(labels[strong & mask])
     hit = hit[hit > 0]
@@ -54,10 +55,6 @@ def refine_half_max(
     itself falls below the half-max level, the largest piece of its component.
     Components that hold no seed are left out.
     """
-    from scipy import ndimage as ndi
-
-    from .lesions import label
-
     labels = label(mask, connectivity=connectivity)
     out = np.zeros(mask.shape, bool)
     info = []

@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._arrays import ball as _ball
+from ._arrays import bbox as _bbox
+from ._arrays import check_spacing as _check_spacing
 from .errors import ParameterError, warn
 
 __all__ = ["GrowResult", "grow", "grow_all", "confidence_grow", "snap_seeds", "ordinal", "grow_without_leaks"]
@@ -204,18 +207,6 @@ def _check_connectivity(connectivity: Any) -> int:
     return int(connectivity)
 
 
-def _check_spacing(spacing: Any) -> tuple[float, float, float]:
-    try:
-        sp = np.asarray(spacing, dtype=float)
-    except (TypeError, ValueError):
-        raise ParameterError(f"spacing must be 3 voxel sizes in mm; got {spacing!r}") from None
-    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ParameterError(
-            f"spacing must be 3 positive voxel sizes in mm (slice, row, column); got {spacing!r}"
-        )
-    return tuple(float(s) for s in sp)  # type: ignore[return-value]
-
-
 def _check_region(region: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     if region is None:
         return None
@@ -276,12 +267,6 @@ def _in_range(values: np.ndarray, low: float, high: float | None) -> np.ndarray:
 def _region_crop(region: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
     crop = region[box]
     return crop if crop.dtype == bool else crop != 0
-
-
-def _ball(lo: np.ndarray, hi: np.ndarray, seed: np.ndarray, spacing, radius: float) -> np.ndarray:
-    """Bool crop ``[lo, hi)``: voxels within ``radius`` mm of ``seed`` (centre to centre)."""
-    d = [((np.arange(a, b) - c) * s) ** 2 for a, b, c, s in zip(lo, hi, seed, spacing)]
-    return (d[0][:, None, None] + d[1][None, :, None] + d[2][None, None, :]) <= radius**2
 
 
 class _Grower:
@@ -350,16 +335,6 @@ class _Grower:
             if outside.any() and (ndi.binary_dilation(comp, self.structure) & outside).any():
                 return box, comp[sub], "radius"
         return box, comp[sub], "ok"
-
-
-def _bbox(mask: np.ndarray) -> tuple[slice, slice, slice]:
-    """Bounding box of the True voxels of a non-empty 3D bool array."""
-    plane = mask.any(axis=0)
-    out = []
-    for profile in (mask.any(axis=(1, 2)), plane.any(axis=1), plane.any(axis=0)):
-        hit = np.flatnonzero(profile)
-        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(out)  # type: ignore[return-value]
 
 
 class _WholeVolume:

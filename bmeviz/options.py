@@ -125,13 +125,7 @@ class Option:
         if self.kind == "k":
             if isinstance(value, str) and value.lower() == "adaptive":
                 return "adaptive"
-            try:
-                f = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"k must be a number or 'adaptive'; got {value!r}") from None
-            if not math.isfinite(f):
-                raise ValueError(f"k must be a finite number; got {value!r}")
-            return f
+            return _finite(value, f"k must be a number or 'adaptive'; got {value!r}", "k")
         if self.kind == "bool":
             return parse_bool(value, name)
         if self.kind == "int":
@@ -148,12 +142,7 @@ class Option:
             if self.minimum is not None and i < self.minimum:
                 raise ValueError(f"{name} must be at least {self.minimum:g}; got {value!r}")
             return i
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number (or 'none'); got {value!r}") from None
-        if not math.isfinite(f):
-            raise ValueError(f"{name} must be a finite number; got {value!r}")
+        f = _finite(value, f"{name} must be a number (or 'none'); got {value!r}", name)
         if self.minimum is not None:
             if self.exclusive_minimum and f <= self.minimum:
                 raise ValueError(f"{name} must be > {self.minimum:g}; got {value!r}")
@@ -169,6 +158,16 @@ class Option:
         out["flag"] = self.flag
         out["column"] = self.column
         return out
+
+
+def _finite(value: Any, not_a_number: str, name: str) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(not_a_number) from None
+    if not math.isfinite(f):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    return f
 
 
 def _opt(default: Any, kind: str, help: str, **kw: Any) -> Any:

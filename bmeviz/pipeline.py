@@ -19,6 +19,12 @@ published adaptive Q3 + k·IQR rule, 26-connectivity, edge at the threshold (wha
 outline; ``edge='half-max'`` measures the physical lesion better on the phantom); seeded
 runs keep every clicked lesion, "all in region" runs keep lesions of at least 10 mm³
 present on at least 2 consecutive slices (the ASAS definition counts BME on 2 slices).
+The options and their defaults are :class:`bmeviz.options.SegmentOptions`.
+
+``segment()`` orchestrates only: input resolution (``resolve_*``), the per-mode clean-up
+defaults (:func:`bmeviz.options.mode_defaults`), the algorithms in order (``_threshold``,
+``_grow``, ``_edges`` from :mod:`bmeviz.edge`, ``_clean``, the lesion table) and the
+provenance (``_params``); messages are :class:`~bmeviz.result.Note` objects with a ``code``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ._arrays import bbox, pad_box, parse_triple
 from ._jsonable import jsonable
 from .edge import _keep_components_reaching, drop_low_contrast, refine_half_max
 from .errors import ParameterError, warn
@@ -39,7 +46,6 @@ from .options import DEFAULTS, Q3_IQR_K, REGION_MIN_CONTRAST_SD, SegmentOptions,
 from .reference import auto_reference, clean_reference, robust_sigma
 from .result import Note, Result
 from .threshold import compute_threshold, sphere_mask
-from ._arrays import bbox, pad_box
 from .volume import Volume
 
 __all__ = ["segment", "Result", "Note", "DEFAULTS", "SegmentOptions", "resolve_reference", "resolve_mask",
@@ -87,13 +93,7 @@ def _radius(value: Any) -> float:
 
 
 def _point(value: Any, name: str) -> np.ndarray:
-    try:
-        p = np.asarray(value, dtype=float).reshape(-1)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be 3 numbers; got {value!r}") from None
-    if p.size != 3 or not np.all(np.isfinite(p)):
-        raise ParameterError(f"{name} must be 3 finite numbers; got {value!r}")
-    return p
+    return np.array(parse_triple(value, name))
 
 
 def resolve_reference(
@@ -130,10 +130,10 @@ def resolve_reference(
             raise ParameterError(f"reference point {idx.tolist()} is outside the image {volume.shape}")
         mask = sphere_mask(volume.shape, idx, radius, spacing=volume.spacing)
         return mask, {"kind": "sphere", "point": idx.tolist(), "point_mm": volume.index_to_ras(idx).round(3).tolist(),
-                      "radius_mm": radius, "voxels": int(np.count_nonzero(mask))}
+                      "radius_mm": radius, "voxels": int(np.count_nonzero(mask[bbox(mask)]))}
     mask = resolve_mask(reference, volume, "reference")
     assert mask is not None
-    return mask, {"kind": "mask", "voxels": int(np.count_nonzero(mask))}
+    return mask, {"kind": "mask", "voxels": int(np.count_nonzero(mask[bbox(mask)]))}
 
 
 def resolve_seeds(volume: Volume, seeds: Any = None, seeds_mm: Any = None) -> np.ndarray:
@@ -188,6 +188,19 @@ def _reference(image, reference, volume, region_mask, opts: SegmentOptions, spac
         ref_info = {**ref_info, "voxels_given": ref_info["voxels"], "voxels": cleaned.voxels, "robust": cleaned.info}
         ref_mask = cleaned.mask
     return ref_mask, ref_info
+
+
+def _threshold(image, ref_mask, region_mask, opts: SegmentOptions):
+    """The threshold; reference rules read the image on the reference's box only (the same
+    values in the same order as on the whole volume: the same statistics)."""
+    # k not given: Q3_IQR_K (2) for q3-iqr on the robust reference (docs/reference.md)
+    k = Q3_IQR_K if opts.k is None and opts.rule == "q3-iqr" else opts.k
+    if opts.rule == "otsu":  # Otsu reads the whole region
+        return compute_threshold(image, reference=ref_mask, rule=opts.rule, k=k, region=region_mask,
+                                 high_k=opts.high_k, adaptive_top=opts.adaptive_top)
+    box = bbox(ref_mask)
+    return compute_threshold(image[box], reference=ref_mask[box], rule=opts.rule, k=k, high_k=opts.high_k,
+                             adaptive_top=opts.adaptive_top)
 
 
 def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
@@ -448,10 +461,9 @@ def segment(
                                     radius_mm=reference_radius_mm)
     region_voxels = None if region_mask is None else int(np.count_nonzero(region_mask))
     seed_idx = resolve_seeds(volume, seeds, seeds_mm)
-    k_rule = Q3_IQR_K if opts.k is None and opts.rule == "q3-iqr" else opts.k
-    thr = compute_threshold(image, reference=ref_mask, rule=opts.rule, k=k_rule, region=region_mask,
-                            high_k=opts.high_k, adaptive_top=opts.adaptive_top)
-    ref_median, ref_sigma = robust_sigma(image[ref_mask])
+    thr = _threshold(image, ref_mask, region_mask, opts)
+    ref_box = bbox(ref_mask)
+    ref_median, ref_sigma = robust_sigma(image[ref_box][ref_mask[ref_box]])
     mask, grow_result, notes = _grow(image, seed_idx, thr, region_mask, opts, spacing, ref_sigma=ref_sigma)
     mask, edge_info = _edges(image, mask, thr, opts, spacing,
                              seeds=None if grow_result is None else grow_result.seeds)

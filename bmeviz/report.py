@@ -25,6 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
+from .io._atomic import atomic_write_text
+from .plot import histogram, montage, outline_mask, overlay
+
 __all__ = ["save_report", "report_html"]
 
 _CSS = """
@@ -92,8 +96,6 @@ def _reference_figure(result: Any) -> Any:
     """The reference (blue) and the search region (orange) outlined on the slice holding most reference."""
     from matplotlib.figure import Figure
 
-    from .plot import outline_mask, overlay
-
     vol = result.volume
     ref = np.asarray(result.reference, bool)
     s = int(np.argmax(ref.sum(axis=(1, 2)))) if ref.any() else vol.shape[0] // 2
@@ -113,35 +115,16 @@ def _reference_figure(result: Any) -> Any:
 
 
 def _histogram_figure(result: Any) -> Any:
+    """The reference and lesion intensities with the threshold: :func:`bmeviz.plot.histogram`."""
     from matplotlib.figure import Figure
 
-    image = np.asarray(result.volume.array)
-    ref_vals = image[np.asarray(result.reference, bool)]
-    les_vals = image[np.asarray(result.mask, bool)]
-    ref_vals = ref_vals[np.isfinite(ref_vals)]
-    les_vals = les_vals[np.isfinite(les_vals)]
     fig = Figure(figsize=(5.0, 3.2), layout="constrained")
-    ax = fig.add_subplot()
-    both = np.concatenate([ref_vals, les_vals]) if les_vals.size else ref_vals
-    if both.size:
-        bins = np.linspace(float(both.min()), float(both.max()) + 1e-6, 60)
-        ax.hist(ref_vals, bins=bins, color="tab:blue", alpha=0.6, density=True, label="reference")
-        if les_vals.size:
-            ax.hist(les_vals, bins=bins, color="tab:red", alpha=0.5, density=True, label="lesions")
-    t = result.threshold
-    ax.axvline(t.value, color="k", lw=1.2, ls="--", label=f"threshold {t.value:.4g}")
-    if t.high is not None:
-        ax.axvline(t.high, color="k", lw=1, ls=":", label=f"strong {t.high:.4g}")
-    ax.set_xlabel("intensity")
-    ax.set_ylabel("density")
-    ax.legend(fontsize=8)
+    histogram(result.volume, result.reference, result, ax=fig.add_subplot())
     return fig
 
 
 def report_html(result: Any, *, include_phi: bool = False, title: str | None = None) -> str:
     """The report of ``result`` as one HTML string (see :func:`save_report`)."""
-    from . import __version__
-    from .plot import montage
 
     prov = result.provenance(include_phi=include_phi)
     totals = result.totals
@@ -250,6 +233,4 @@ def save_report(result: Any, path: str | os.PathLike, *, include_phi: bool = Fal
     >>> "data:image/png;base64," in text and "<script" not in text
     True
     """
-    from .io._atomic import atomic_write_text
-
     return atomic_write_text(path, report_html(result, include_phi=include_phi, title=title))

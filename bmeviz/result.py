@@ -1,4 +1,4 @@
-"""What :func:`bmeviz.segment` returns: :class:`Result` (data only) and its :class:`Note`\\ s.
+"""What :func:`bmeviz.segment` returns: :class:`Result` (data only) and its :class:`Note` messages.
 
 A Result holds arrays, the lesion table, the threshold and the parameters; it writes
 nothing itself (:mod:`bmeviz.export` writes the output folder; :meth:`Result.save` is a

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ._arrays import ball
 from ._jsonable import jsonable
 from .errors import ParameterError, warn
 
@@ -280,9 +281,7 @@ def sphere_mask(shape, center, radius_mm: float, *, spacing) -> np.ndarray:
     out = np.zeros(shp, dtype=bool)
     if np.any(hi < lo):  # cannot happen with the centre inside, kept for safety
         return out
-    axes = np.ogrid[tuple(slice(a, b + 1) for a, b in zip(lo, hi))]
-    d2 = sum(((ax - ci) * si) ** 2 for ax, ci, si in zip(axes, c, sp))
-    out[tuple(slice(a, b + 1) for a, b in zip(lo, hi))] = d2 <= r * r * (1 + 1e-12)
+    out[tuple(slice(a, b + 1) for a, b in zip(lo, hi))] = ball(lo, hi + 1, c, sp, r, rtol=1e-12)
     return out
 
 
