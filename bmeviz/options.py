@@ -377,9 +377,8 @@ def add_arguments(parser: Any, *, skip: tuple[str, ...] = (), groups: Mapping[st
             text += f" (default {opt.default:g})" if isinstance(opt.default, float) else f" (default {opt.default})"
         kw: dict[str, Any] = {"help": text.replace("%", "%%"), "default": None, "dest": opt.name}
         flag = opt.flag
-        if opt.kind == "bool" and opt.default is True:  # on by default: the flag turns it off
-            flag = "--no-" + opt.flag[2:]
-            kw.update(action="store_const", const=False, help="turn off: " + kw["help"].replace(" (default True)", ""))
+        if opt.kind == "bool" and opt.default is True:  # on by default: --flag no turns it off
+            kw.update(metavar="yes/no")
         elif opt.kind == "bool":
             kw["action"] = "store_true"
         elif opt.kind == "choice":
