@@ -237,9 +237,11 @@ def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
         for lv in levels:
             if lv["raised_by_steps"]:
                 i = lv["seed"] - 1
+                size = ("past the leak guard" if lv["volume_ml_at_low"] is None
+                        else f"{lv['volume_ml_at_low']:.3g} mL")
                 notes.append(Note(
                     f"seed {i + 1} (the {ordinal(i + 1)} click) leaked at the threshold {thr.value:.4g} "
-                    f"({lv['volume_ml_at_low']:.3g} mL): grown at {lv['level']:.4g}, where its lesion separates",
+                    f"({size}): grown at {lv['level']:.4g}, where its lesion separates",
                     code="leak-raised", seed=i + 1))
     else:
         result = grow(image, seed_idx, low=thr.value, high=opts.upper, **guard)

@@ -129,3 +129,24 @@ def test_one_click_one_lesion_on_a_real_scan_with_half_max():
     assert res.n_lesions == 1 and len(res.table) == 1
     res4 = _quiet(vol, reference=normal, region=region, seeds=seeds, edge="half-max")
     _check_one_lesion_per_click(res4, seeds)
+
+
+def test_a_seed_that_leaks_through_a_thin_bridge_grows_its_lesion_only():
+    """A bright lesion joined to a large, faintly bright slab by a one-voxel bridge."""
+    from bmeviz.grow import grow, grow_without_leaks
+
+    rng = np.random.default_rng(4)
+    img = rng.normal(100, 3, (12, 60, 60))
+    img[2:6, 10:20, 10:20] = 200  # the lesion (400 voxels)
+    img[:, 30:60, :] = 125  # the slab: barely above a low threshold (21600 voxels)
+    img[4, 20:30, 15] = 140  # a one-voxel bridge, a little brighter than the slab
+    seed = (3, 15, 15)
+    plain = grow(img, seed, low=120)
+    assert plain.mask.sum() > 20000  # the leak
+    res, levels = grow_without_leaks(img, seed, low=120, step=4.0, jump=3.0)
+    assert levels[0]["raised_by_steps"] > 0 and levels[0]["level"] > 125
+    assert 400 <= res.mask.sum() <= 420 and res.mask[seed]  # the lesion (and at most the bridge)
+    # a lesion without a bridge grows as with the plain connected threshold
+    img[4, 20:30, 15] = 100
+    alone, lv = grow_without_leaks(img, seed, low=120, step=4.0, jump=3.0)
+    assert lv[0]["raised_by_steps"] == 0 and np.array_equal(alone.mask, grow(img, seed, low=120).mask)
