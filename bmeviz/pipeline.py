@@ -39,7 +39,8 @@ from ._arrays import bbox, pad_box, parse_triple
 from ._jsonable import jsonable
 from .edge import _keep_components_reaching, drop_low_contrast, refine_half_max
 from .errors import ParameterError, warn
-from .grow import confidence_grow, grow, grow_all, grow_without_leaks, ordinal, snap_seeds
+from .clicks import grow_without_leaks, ordinal, snap_seeds
+from .grow import confidence_grow, grow, grow_all
 from .io import load
 from .lesions import clean, lesion_table
 from .options import DEFAULTS, Q3_IQR_K, REGION_MIN_CONTRAST_SD, SegmentOptions, mode_defaults
@@ -399,7 +400,7 @@ def segment(
     leak_jump : float, optional
         A seed's region that shrinks by this factor (default 3) when the threshold rises by
         a quarter of the reference's robust SD had leaked through a thin bridge; that seed
-        grows at the level above the collapse (:func:`bmeviz.grow.grow_without_leaks`;
+        grows at the level above the collapse (:func:`bmeviz.clicks.grow_without_leaks`;
         None: off).
     min_contrast_sd : float, optional
         "All in region" runs keep only lesions whose 90th-percentile intensity is at least

@@ -133,7 +133,8 @@ def test_one_click_one_lesion_on_a_real_scan_with_half_max():
 
 def test_a_seed_that_leaks_through_a_thin_bridge_grows_its_lesion_only():
     """A bright lesion joined to a large, faintly bright slab by a one-voxel bridge."""
-    from bmeviz.grow import grow, grow_without_leaks
+    from bmeviz.clicks import grow_without_leaks
+    from bmeviz.grow import grow
 
     rng = np.random.default_rng(4)
     img = rng.normal(100, 3, (12, 60, 60))
