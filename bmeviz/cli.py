@@ -198,18 +198,21 @@ def _segment_kwargs(args: argparse.Namespace) -> dict:
 @command("segment")
 def _segment(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    inputs = [Path(args.image)] + [Path(p) for p in (args.reference, args.region) if p]
+    inputs = [Path(args.image)] + [Path(p) for p in (args.reference, args.region) if p and p != "auto"]
     _check_out_dir(out, inputs, args.force, SEGMENT_OUTPUTS)
     vol = load_from_args(args)
     if args.reference:
-        reference = args.reference
+        reference = args.reference  # a mask, or 'auto' (normal marrow found inside --region)
     elif args.reference_point:
         reference = _triple(args.reference_point, "--reference-point")
     elif args.reference_point_mm:
         reference = {"point_mm": _triple(args.reference_point_mm, "--reference-point-mm")}
+    elif args.region:
+        reference = "auto"  # no reference given: normal marrow found inside the region
     else:
         raise ParameterError("give the normal-marrow reference: --reference MASK.nii.gz, or --reference-point "
-                             "Z,Y,X (voxel) / --reference-point-mm X,Y,Z with --reference-radius-mm R")
+                             "Z,Y,X (voxel) / --reference-point-mm X,Y,Z with --reference-radius-mm R, or "
+                             "--region MASK (with --reference auto, the default then)")
     seeds = [_triple(s, "--seed") for s in args.seed or []]
     seeds_mm = [_triple(s, "--seed-mm") for s in args.seed_mm or []]
     res = segment(vol, reference=reference, region=args.region, seeds=seeds or None, seeds_mm=seeds_mm or None,
@@ -283,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="DICOM folder/file or NIfTI of a fluid-sensitive series (STIR, T2/PD FS)")
     _add_series_args(p)
     g = p.add_argument_group("reference (normal marrow) and region")
-    g.add_argument("--reference", help="normal-marrow mask (NIfTI on the image grid)")
+    g.add_argument("--reference", help="normal-marrow mask (NIfTI on the image grid), or 'auto': found inside "
+                   "--region (the default when only --region is given)")
     g.add_argument("--reference-point", help="Z,Y,X voxel (slice,row,column) in normal marrow")
     g.add_argument("--reference-point-mm", help="X,Y,Z in RAS mm in normal marrow (use = before negatives)")
     g.add_argument("--region", help="search region mask (bone/marrow) on the image grid")

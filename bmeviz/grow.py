@@ -241,13 +241,13 @@ def _check_seeds(seeds: Any, shape: tuple[int, ...]) -> np.ndarray:
     bad = ~np.all(np.isfinite(pts), axis=1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ParameterError(f"seed {i} has a NaN or infinite coordinate: {pts[i].tolist()}")
+        raise ParameterError(f"seed {i + 1} has a NaN or infinite coordinate: {pts[i].tolist()}")
     idx = np.rint(pts).astype(np.intp)
     out = np.any((idx < 0) | (idx >= np.asarray(shape)), axis=1)
     if out.any():
         i = int(np.argmax(out))
         raise ParameterError(
-            f"seed {i} at {tuple(int(v) for v in idx[i])} is outside the volume of shape "
+            f"seed {i + 1} at {tuple(int(v) for v in idx[i])} is outside the volume of shape "
             f"{tuple(shape)} (indices are (slice, row, column), from 0)"
         )
     return idx
@@ -447,7 +447,8 @@ def _leak_message(result: GrowResult, leaks: list[tuple[int, str]], *, max_volum
         else:
             reason = (f"reached the edge of max_radius_mm={max_radius_mm:g} mm, region kept "
                       "but confined to that ball")
-        shown = ", ".join(f"{i} at {tuple(int(v) for v in result.seeds[i])}" for i in which[:5])
+        # numbered as the user sees them: the 1st click is seed 1
+        shown = ", ".join(f"{i + 1} at {tuple(int(v) for v in result.seeds[i])}" for i in which[:5])
         more = f" and {len(which) - 5} more" if len(which) > 5 else ""
         noun = "seed" if len(which) == 1 else "seeds"
         parts.append(f"{noun} {shown}{more} (of {n}) {reason}")
@@ -591,6 +592,8 @@ def grow(
     if leaks:
         warn(_leak_message(result, leaks, max_volume_ml=vmax, max_radius_mm=rmax, has_region=region is not None))
     return result
+
+
 
 
 def grow_all(

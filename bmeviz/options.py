@@ -33,6 +33,14 @@ from .errors import ParameterError
 
 __all__ = ["Option", "SegmentOptions", "add_arguments", "from_arguments", "DEFAULTS", "mode_defaults"]
 
+#: k of rule='q3-iqr' when k is not given (segment(); compute_threshold's own default stays the
+#: published adaptive k). Chosen leave-one-scan-out on the SIJ development scans (docs/reference.md).
+Q3_IQR_K = 2.0
+
+#: min_contrast_sd of "all in region" runs when not given (seeded runs: off). Chosen leave-one-scan-out
+#: on the SIJ development scans; it removes bright non-BME structures of low contrast (docs/reference.md).
+REGION_MIN_CONTRAST_SD = 7.0
+
 _TRUE = {"1", "yes", "y", "true", "t", "on", "x"}
 _FALSE = {"0", "no", "n", "false", "f", "off"}
 
@@ -216,8 +224,11 @@ class SegmentOptions:
     rule: str = _opt("q3-iqr", "choice", "threshold rule on the reference: Q3 + k*IQR (published, adaptive k), "
                      "mean + k*SD, a percentile, or Otsu inside the region",
                      choices=("q3-iqr", "mean-sd", "percentile", "otsu"), nullable=False, group="threshold")
-    k: Any = _opt(None, "k", "k of the rule ('adaptive' for q3-iqr: the published adaptive k, the default; "
-                  "2.0 for mean-sd; 99 for percentile)", group="threshold")
+    # none = the rule's default; for q3-iqr that is Q3_IQR_K = 2 on the robust reference, chosen
+    # leave-one-scan-out on the SIJ development scans (benchmarks/reproducibility_sij.py,
+    # docs/reference.md); the published adaptive k is k='adaptive'
+    k: Any = _opt(None, "k", "k of the rule (default: 2.0 for q3-iqr on the robust reference, 'adaptive' for the "
+                  "published adaptive k; 2.0 for mean-sd; 99 for percentile)", group="threshold")
     high_k: float | None = _opt(None, "float", "strong threshold for hysteresis (keep lesions reaching it)",
                                 group="threshold")
     upper: float | None = _opt(None, "float", "upper intensity bound (keeps very bright fluid out)",
@@ -245,6 +256,27 @@ class SegmentOptions:
                                        minimum=0.0, exclusive_minimum=True, widget=False)
     confidence_k: float = _opt(2.5, "float", "k of method=confidence (lesion mean +- k*SD)", minimum=0.0,
                                exclusive_minimum=True, nullable=False, widget=False)
+    # robust reference and click handling (issue 11; bmeviz/reference.py, docs/reference.md)
+    robust_reference: bool = _opt(True, "bool", "clean the reference before statistics: keep it inside the region, "
+                                  "reference_edge_mm from its edge, and drop outliers beyond reference_fence robust SDs "
+                                  "(vessels, fluid, lesion edge, cortex)", nullable=False, group="reference")
+    reference_edge_mm: float = _opt(2.0, "float", "robust reference: in-plane distance from the region's edge left out "
+                                    "(mm)", minimum=0.0, nullable=False, group="reference", widget=False)
+    reference_fence: float = _opt(2.5, "float", "robust reference: outlier fence in robust SDs (1.4826*MAD) around "
+                                  "the median", minimum=0.0, exclusive_minimum=True, nullable=False,
+                                  group="reference", widget=False)
+    adaptive_top: float | None = _opt(99.0, "float", "adaptive q3-iqr: the reference percentile the threshold comes "
+                                      "within IQR/2 of (none: the maximum, as published)", minimum=50.0, maximum=100.0,
+                                      group="threshold", widget=False)
+    min_contrast_sd: float | None = _opt(None, "float", "keep lesions whose 90th-percentile intensity is at least this "
+                                         "many robust SDs above the reference median (default: 7 without seeds, off "
+                                         "with seeds; 0: off)", minimum=0.0)
+    leak_jump: float | None = _opt(3.0, "float", "a seed's region that shrinks by this factor when the threshold rises "
+                                   "by 1/4 robust SD had leaked: that seed grows above the collapse (up to 3 SD higher; "
+                                   "none: off)", minimum=1.0, exclusive_minimum=True, widget=False)
+    seed_snap_mm: float | None = _opt(3.0, "float", "a click below the threshold moves to the brightest voxel of the "
+                                      "region within this distance (mm) when that one is above it (none: never)",
+                                      minimum=0.0, exclusive_minimum=True, widget=False)
 
     def __post_init__(self) -> None:
         for name, check in _CHECKS.items():
@@ -344,7 +376,10 @@ def add_arguments(parser: Any, *, skip: tuple[str, ...] = (), groups: Mapping[st
         elif opt.default is not None and opt.default is not False and "default" not in text:
             text += f" (default {opt.default:g})" if isinstance(opt.default, float) else f" (default {opt.default})"
         kw: dict[str, Any] = {"help": text.replace("%", "%%"), "default": None, "dest": opt.name}
-        if opt.kind == "bool":
+        flag = opt.flag
+        if opt.kind == "bool" and opt.default is True:  # on by default: --flag no turns it off
+            kw.update(metavar="yes/no")
+        elif opt.kind == "bool":
             kw["action"] = "store_true"
         elif opt.kind == "choice":
             kw["choices"] = list(opt.choices)
@@ -353,8 +388,10 @@ def add_arguments(parser: Any, *, skip: tuple[str, ...] = (), groups: Mapping[st
             if opt.choices is not None:
                 kw["choices"] = list(opt.choices)
         elif opt.kind == "float":
-            kw["type"] = float
-        g.add_argument(opt.flag, **kw)
+            # an option on by default that 'none' turns off (e.g. --seed-snap-mm none) stays a string
+            # here and is parsed by from_arguments
+            kw["type"] = str if (opt.nullable and opt.default is not None) else float
+        g.add_argument(flag, **kw)
 
 
 def from_arguments(args: argparse.Namespace, *, prefix: str = "") -> dict:

@@ -37,12 +37,14 @@ import numpy as np
 
 from ._arrays import bbox, pad_box, parse_triple
 from ._jsonable import jsonable
-from .edge import _keep_components_reaching, refine_half_max
+from .edge import _keep_components_reaching, drop_low_contrast, refine_half_max
 from .errors import ParameterError, warn
+from .clicks import grow_without_leaks, ordinal, snap_seeds
 from .grow import confidence_grow, grow, grow_all
 from .io import load
 from .lesions import clean, lesion_table
-from .options import DEFAULTS, SegmentOptions, mode_defaults
+from .options import DEFAULTS, Q3_IQR_K, REGION_MIN_CONTRAST_SD, SegmentOptions, mode_defaults
+from .reference import auto_reference, clean_reference, robust_sigma
 from .result import Note, Result
 from .threshold import compute_threshold, sphere_mask
 from .geometry import grid_notes, mask_onto
@@ -160,17 +162,46 @@ def resolve_seeds(volume: Volume, seeds: Any = None, seeds_mm: Any = None) -> np
 
 
 # ----------------------------------------------------------------------------- the algorithms, in order
+def _reference(image, reference, volume, region_mask, opts: SegmentOptions, spacing, *, radius_mm):
+    """The reference mask the threshold is computed on, and its provenance.
+
+    ``'auto'`` (or None with a region): normal marrow found in the region
+    (:func:`bmeviz.reference.auto_reference`). Otherwise the mask or ball the user gave,
+    cleaned by :func:`bmeviz.reference.clean_reference` unless ``robust_reference=False``.
+    """
+    is_auto = reference is None or (isinstance(reference, str) and reference == "auto")
+    if is_auto:
+        if region_mask is None:
+            raise ParameterError(
+                "reference is required without a region: a mask of normal marrow, or a point in normal marrow "
+                "with a radius (CLI: --reference MASK or --reference-point Z,Y,X --reference-radius-mm R); "
+                "reference='auto' finds normal marrow inside region= (CLI: --region MASK --reference auto)")
+        auto = auto_reference(image, region=region_mask, spacing=spacing)
+        return auto.mask, {"kind": "auto", "voxels": auto.voxels, "robust": auto.info}
+    ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=radius_mm)
+    if opts.robust_reference:
+        cleaned = clean_reference(image, ref_mask, region=region_mask, spacing=spacing,
+                                  edge_mm=opts.reference_edge_mm, fence=opts.reference_fence)
+        ref_info = {**ref_info, "voxels_given": ref_info["voxels"], "voxels": cleaned.voxels, "robust": cleaned.info}
+        ref_mask = cleaned.mask
+    return ref_mask, ref_info
+
+
 def _threshold(image, ref_mask, region_mask, opts: SegmentOptions):
     """The threshold; reference rules read the image on the reference's box only (the same
     values in the same order as on the whole volume: the same statistics)."""
+    # k not given: Q3_IQR_K (2) for q3-iqr on the robust reference (docs/reference.md)
+    k = Q3_IQR_K if opts.k is None and opts.rule == "q3-iqr" else opts.k
     if opts.rule == "otsu":  # Otsu reads the whole region
-        return compute_threshold(image, reference=ref_mask, rule=opts.rule, k=opts.k, region=region_mask,
-                                 high_k=opts.high_k)
+        return compute_threshold(image, reference=ref_mask, rule=opts.rule, k=k, region=region_mask,
+                                 high_k=opts.high_k, adaptive_top=opts.adaptive_top)
     box = bbox(ref_mask)
-    return compute_threshold(image[box], reference=ref_mask[box], rule=opts.rule, k=opts.k, high_k=opts.high_k)
+    return compute_threshold(image[box], reference=ref_mask[box], rule=opts.rule, k=k, high_k=opts.high_k,
+                             adaptive_top=opts.adaptive_top)
 
 
-def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing) -> tuple[np.ndarray, Any, list[Note]]:
+def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
+          ref_sigma: float | None = None) -> tuple[np.ndarray, Any, list[Note]]:
     """The candidate mask: grown from the seeds, or every above-threshold voxel in the region."""
     notes: list[Note] = []
     if not seed_idx.size:
@@ -183,23 +214,56 @@ def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing) -> t
                         connectivity=opts.connectivity), None, notes
     guard = dict(region=region_mask, connectivity=opts.connectivity, spacing=spacing,
                  max_volume_ml=opts.max_volume_ml, max_radius_mm=opts.max_radius_mm)
+    clicked = seed_idx
+    if opts.method != "confidence" and opts.seed_snap_mm is not None:
+        seed_idx, moves = snap_seeds(image, seed_idx, low=thr.value, high=opts.upper, region=region_mask,
+                                     spacing=spacing, radius_mm=opts.seed_snap_mm)
+        for m in moves:
+            if m["to"] is not None:
+                i = m["seed"]
+                notes.append(Note(
+                    f"seed {i + 1} (the {ordinal(i + 1)} click) at voxel {m['from']} was below the threshold "
+                    f"{thr.value:.4g} (its value {m['value_from']:.4g}): moved {m['distance_mm']:.1f} mm to the "
+                    f"brightest voxel near it, {m['to']} (value {m['value_to']:.4g})", code="seed-moved", seed=i + 1))
     if opts.method == "confidence":
         result = confidence_grow(image, seed_idx, k=opts.confidence_k, **guard)
+    elif opts.leak_jump is not None and ref_sigma and np.isfinite(ref_sigma) and ref_sigma > 0:
+        # a seed whose region collapses when the level rises a little had leaked (docs/reference.md)
+        result, levels = grow_without_leaks(image, seed_idx, low=thr.value, high=opts.upper, step=ref_sigma / 4,
+                                            jump=opts.leak_jump, **guard)
+        for lv in levels:
+            if lv["raised_by_steps"]:
+                i = lv["seed"] - 1
+                size = ("past the leak guard" if lv["volume_ml_at_low"] is None
+                        else f"{lv['volume_ml_at_low']:.3g} mL")
+                notes.append(Note(
+                    f"seed {i + 1} (the {ordinal(i + 1)} click) leaked at the threshold {thr.value:.4g} "
+                    f"({size}): grown at {lv['level']:.4g}, where its lesion separates",
+                    code="leak-raised", seed=i + 1))
     else:
         result = grow(image, seed_idx, low=thr.value, high=opts.upper, **guard)
     for i, (below, leaked) in enumerate(zip(result.below, result.leaked)):
-        where = f"seed {i} at voxel {seed_idx[i].tolist()}"
+        where = f"seed {i + 1} (the {ordinal(i + 1)} click) at voxel {clicked[i].tolist()}"
         if below:
-            note = Note(f"{where} is below the threshold {thr.value:.4g} or outside the region: nothing grown",
-                        code="below-threshold", seed=i)
+            p = tuple(seed_idx[i])
+            near = "" if opts.seed_snap_mm is None or opts.method == "confidence" else \
+                f" and so is everything within {opts.seed_snap_mm:g} mm"
+            if region_mask is not None and not region_mask[p]:
+                text = (f"{where} is outside the region{near}: nothing grown; click inside the bone region "
+                        f"(or correct the region)")
+            else:
+                text = (f"{where} is below the threshold {thr.value:.4g} (its value {float(image[p]):.4g}){near}: "
+                        f"nothing grown; move it into the brighter part of the lesion, or lower k "
+                        f"(now {thr.k if thr.k is not None else 'n/a'})")
+            note = Note(text, code="below-threshold", seed=i + 1)
             notes.append(note)
             warn(note)
         if leaked:
-            notes.append(Note(f"{where} hit the leak guard", code="leak-guard", seed=i))
+            notes.append(Note(f"{where} hit the leak guard", code="leak-guard", seed=i + 1))
     return result.mask, result, notes
 
 
-def _edges(image, mask, thr, opts: SegmentOptions, spacing) -> tuple[np.ndarray, list[dict] | None]:
+def _edges(image, mask, thr, opts: SegmentOptions, spacing, seeds=None) -> tuple[np.ndarray, list[dict] | None]:
     """Hysteresis (with ``high_k``) and the half-maximum edge (with ``edge='half-max'``)."""
     if thr.high is not None:
         mask = _keep_components_reaching(mask, image >= thr.high, opts.connectivity)
@@ -207,8 +271,9 @@ def _edges(image, mask, thr, opts: SegmentOptions, spacing) -> tuple[np.ndarray,
         return mask, None
     if thr.stats is None:
         raise ParameterError("edge='half-max' needs reference statistics (a reference region)")
+    # with seeds, each clicked lesion stays one lesion (the piece holding its seed)
     return refine_half_max(image, mask, background=thr.stats.mean, floor=thr.value, spacing=spacing,
-                           connectivity=opts.connectivity)
+                           connectivity=opts.connectivity, seeds=seeds)
 
 
 def _clean_box(volume: Volume, mask, grow_result, thr, opts: SegmentOptions) -> tuple[slice, slice, slice]:
@@ -237,9 +302,9 @@ def _cleaned_away(grow_result, seed_idx, labels, *, min_volume_mm3, min_slices) 
     if grow_result is not None:
         for i, (n, seed) in enumerate(zip(grow_result.voxels, seed_idx)):
             if n > 0 and labels[tuple(seed)] == 0:
-                notes.append(Note(f"seed {i} at voxel {seed.tolist()} grew {n} voxel(s) that the clean-up removed "
-                                  f"(min_volume_mm3={min_volume_mm3:g}, min_slices={min_slices})",
-                                  code="cleaned-away", seed=i))
+                notes.append(Note(f"seed {i + 1} (the {ordinal(i + 1)} click) at voxel {seed.tolist()} grew {n} "
+                                  f"voxel(s) that the clean-up removed (min_volume_mm3={min_volume_mm3:g}, "
+                                  f"min_slices={min_slices})", code="cleaned-away", seed=i + 1))
     return notes
 
 
@@ -266,6 +331,12 @@ def _params(opts: SegmentOptions, thr, *, ref_info, region_voxels, seed_idx, see
         "seeds_mm_given": None if seeds_mm is None else np.asarray(seeds_mm, float).reshape(-1, 3).tolist(),
         "mode": "seeded" if seed_idx.size else "all-in-region",
         "edge": opts.edge,
+        "robust_reference": opts.robust_reference,
+        "reference_edge_mm": opts.reference_edge_mm,
+        "reference_fence": opts.reference_fence,
+        "adaptive_top": opts.adaptive_top,
+        "seed_snap_mm": opts.seed_snap_mm,
+        "leak_jump": opts.leak_jump,
         "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
     })
 
@@ -274,7 +345,7 @@ def _params(opts: SegmentOptions, thr, *, ref_info, region_voxels, seed_idx, see
 def segment(
     volume: Volume,
     *,
-    reference: Any,
+    reference: Any = None,
     seeds: Any = None,
     seeds_mm: Any = None,
     region: Any = None,
@@ -292,6 +363,13 @@ def segment(
     max_radius_mm: float | None = _D.max_radius_mm,
     confidence_k: float = _D.confidence_k,
     edge: str = _D.edge,
+    robust_reference: bool = _D.robust_reference,
+    reference_edge_mm: float = _D.reference_edge_mm,
+    reference_fence: float = _D.reference_fence,
+    adaptive_top: float | None = _D.adaptive_top,
+    seed_snap_mm: float | None = _D.seed_snap_mm,
+    leak_jump: float | None = _D.leak_jump,
+    min_contrast_sd: float | None = _D.min_contrast_sd,
 ) -> Result:
     """Outline and measure BME in a fluid-sensitive ``volume``.
 
@@ -303,10 +381,27 @@ def segment(
     ----------
     volume : Volume
         STIR / T2 FS / PD FS / Dixon water image.
-    reference : mask or point
+    reference : mask, point or 'auto', optional
         Normal marrow of the same scan: a bool mask (array, Volume or NIfTI path on the
         image grid), a voxel index ``(slice, row, column)`` or ``{"point_mm": (x, y, z)}``
-        with ``reference_radius_mm`` (default 8 mm).
+        with ``reference_radius_mm`` (default 8 mm); ``'auto'`` (or None, with a region):
+        found inside ``region`` with no click (:func:`bmeviz.reference.auto_reference`;
+        the mask used is ``Result.reference``). A given reference is cleaned before
+        statistics (``robust_reference``, see :func:`bmeviz.reference.clean_reference`).
+    robust_reference, reference_edge_mm, reference_fence, adaptive_top, seed_snap_mm
+        The robust reference (inside the region, ``reference_edge_mm`` from its edge,
+        outliers beyond ``reference_fence`` robust SDs dropped), the percentile the adaptive
+        q3-iqr rule aims at instead of the maximum, and how far a click below the threshold
+        may move to the brightest voxel near it (docs/reference.md).
+    leak_jump : float, optional
+        A seed's region that shrinks by this factor (default 3) when the threshold rises by
+        a quarter of the reference's robust SD had leaked through a thin bridge; that seed
+        grows at the level above the collapse (:func:`bmeviz.clicks.grow_without_leaks`;
+        None: off).
+    min_contrast_sd : float, optional
+        "All in region" runs keep only lesions whose 90th-percentile intensity is at least
+        this many robust SDs (1.4826·MAD) above the reference median (default 7; seeded
+        runs: off; 0: off; :func:`bmeviz.edge.drop_low_contrast`).
     seeds, seeds_mm : (n, 3) array_like, optional
         Points the user clicked in lesions: voxel indices (slice, row, column) and/or
         RAS mm (x, y, z). Without seeds, every above-threshold component in ``region``
@@ -314,7 +409,9 @@ def segment(
     region : mask, optional
         Where BME is searched (bone/marrow); joint fluid outside it is never counted.
     rule, k, high_k
-        Threshold rule on the reference: ``'q3-iqr'`` (k=None: the published adaptive k),
+        Threshold rule on the reference: ``'q3-iqr'`` (k=None: k = 2 on the robust
+        reference, chosen on the SIJ development scans; ``k='adaptive'``: the published
+        adaptive k, aiming at the reference's ``adaptive_top`` percentile),
         ``'mean-sd'``, ``'percentile'``, ``'otsu'`` (inside ``region``); ``high_k`` adds a
         strong threshold: only lesions reaching it are kept (hysteresis).
     upper : float, optional
@@ -353,20 +450,34 @@ def segment(
                           min_slices=min_slices, fill_holes=fill_holes, connectivity=connectivity,
                           reference_radius_mm=_D.reference_radius_mm if reference_radius_mm is None
                           else reference_radius_mm, max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
-                          confidence_k=confidence_k, edge=edge)
+                          confidence_k=confidence_k, edge=edge, robust_reference=robust_reference,
+                          reference_edge_mm=reference_edge_mm, reference_fence=reference_fence,
+                          adaptive_top=adaptive_top, seed_snap_mm=seed_snap_mm, min_contrast_sd=min_contrast_sd,
+                          leak_jump=leak_jump)
     image, spacing = volume.array, volume.spacing
     with grid_notes() as grid:  # masks on (nearly) another grid: what was done goes to provenance
-        ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=reference_radius_mm)
         region_mask = resolve_mask(region, volume, "region")
+        ref_mask, ref_info = _reference(image, reference, volume, region_mask, opts, spacing,
+                                        radius_mm=reference_radius_mm)
     region_voxels = None if region_mask is None else int(np.count_nonzero(region_mask))
     seed_idx = resolve_seeds(volume, seeds, seeds_mm)
     thr = _threshold(image, ref_mask, region_mask, opts)
-    mask, grow_result, notes = _grow(image, seed_idx, thr, region_mask, opts, spacing)
-    mask, edge_info = _edges(image, mask, thr, opts, spacing)
+    ref_box = bbox(ref_mask)
+    ref_median, ref_sigma = robust_sigma(image[ref_box][ref_mask[ref_box]])
+    mask, grow_result, notes = _grow(image, seed_idx, thr, region_mask, opts, spacing, ref_sigma=ref_sigma)
+    mask, edge_info = _edges(image, mask, thr, opts, spacing,
+                             seeds=None if grow_result is None else grow_result.seeds)
     min_volume_mm3, min_slices = mode_defaults(seeded=bool(seed_idx.size), min_volume_mm3=opts.min_volume_mm3,
                                                min_slices=opts.min_slices)
     box = _clean_box(volume, mask, grow_result, thr, opts)
     sub = _clean(image, mask, box, region_mask, opts, spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices)
+    min_contrast = opts.min_contrast_sd
+    if min_contrast is None:
+        min_contrast = None if seed_idx.size else REGION_MIN_CONTRAST_SD
+    contrast_dropped = None
+    if min_contrast:
+        sub, contrast_dropped = drop_low_contrast(sub, image[box], median=ref_median, sigma=ref_sigma,
+                                                  min_contrast_sd=min_contrast)
     labels = np.zeros(volume.shape, dtype=sub.dtype)
     labels[box] = sub
     final_mask = np.zeros(volume.shape, dtype=bool)
@@ -377,6 +488,8 @@ def segment(
                          origin=tuple(sl.start for sl in box), region_voxels=region_voxels)
     params = _params(opts, thr, ref_info=ref_info, region_voxels=region_voxels, seed_idx=seed_idx, seeds_mm=seeds_mm,
                      min_volume_mm3=min_volume_mm3, min_slices=min_slices, edge_info=edge_info)
+    params["min_contrast_sd"] = min_contrast
+    params["low_contrast_dropped"] = None if contrast_dropped is None else len(contrast_dropped)
     params["grid"] = jsonable(grid) if grid else None
     return Result(volume=volume, mask=final_mask, labels=labels, table=table, threshold=thr, params=params,
                   reference=ref_mask, region=region_mask, grow=grow_result, messages=tuple(notes))

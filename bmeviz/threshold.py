@@ -328,10 +328,13 @@ class Threshold:
         }
 
 
-def _adaptive_q3_iqr(stats: ReferenceStats) -> tuple[float, float, dict]:
+def _adaptive_q3_iqr(stats: ReferenceStats, top: float | None = None,
+                     top_label: str = "max") -> tuple[float, float, dict]:
     """The adaptive k of Hepburn et al.: the smallest k = 1.5 + n*0.05 with
-    ``max - (Q3 + k*IQR) < IQR/2``. Returns ``(value, k, details)``."""
-    q3, iqr, top = stats.q3, stats.iqr, stats.max
+    ``top - (Q3 + k*IQR) < IQR/2``, ``top`` the reference maximum (published) or a robust
+    high quantile of it. Returns ``(value, k, details)``."""
+    q3, iqr = stats.q3, stats.iqr
+    top = stats.max if top is None else float(top)
     if iqr <= 0:
         raise ParameterError(
             "reference intensities have an interquartile range of 0, so the adaptive "
@@ -362,16 +365,30 @@ def _adaptive_q3_iqr(stats: ReferenceStats) -> tuple[float, float, dict]:
         "k_start": ADAPTIVE_K_START,
         "k_step": ADAPTIVE_K_STEP,
         "capped": capped,
+        "top": top_label,
         "gap_to_reference_max": top - value,
     }
     return value, k, details
 
 
-def _rule_value(rule: str, k: Any, stats: ReferenceStats, values: np.ndarray, name: str):
+def _check_top(adaptive_top: Any) -> float | None:
+    if adaptive_top is None or (isinstance(adaptive_top, str) and adaptive_top == "max"):
+        return None
+    if isinstance(adaptive_top, bool) or not isinstance(adaptive_top, numbers.Real) or not (
+            50 <= float(adaptive_top) <= 100):
+        raise ParameterError(
+            f"adaptive_top must be 'max' (published rule) or a percentile in [50, 100]; got {adaptive_top!r}")
+    return float(adaptive_top)
+
+
+def _rule_value(rule: str, k: Any, stats: ReferenceStats, values: np.ndarray, name: str,
+                adaptive_top: float | None = None):
     """``(value, k_used, details)`` of a reference-based rule."""
     if rule == "q3-iqr":
         if k is None or (isinstance(k, str) and k == "adaptive"):
-            return _adaptive_q3_iqr(stats)
+            if adaptive_top is None:
+                return _adaptive_q3_iqr(stats)
+            return _adaptive_q3_iqr(stats, float(np.percentile(values, adaptive_top)), f"p{adaptive_top:g}")
         if isinstance(k, str):
             raise ParameterError(f"{name} must be a number or 'adaptive' for rule='q3-iqr'; got {k!r}")
         kf = _check_k(k, name)
@@ -406,6 +423,7 @@ def compute_threshold(
     k: float | str | None = None,
     region: np.ndarray | None = None,
     high_k: float | str | None = None,
+    adaptive_top: float | str | None = None,
 ) -> Threshold:
     """Compute a BME threshold relative to normal marrow (or by Otsu in a region).
 
@@ -428,6 +446,10 @@ def compute_threshold(
     high_k : float or 'adaptive', optional
         If given, also compute ``high``, the same rule with ``k=high_k``, for hysteresis.
         It must give ``high >= value``. Not available with ``'otsu'``.
+    adaptive_top : 'max' or float, optional
+        What the adaptive q3-iqr rule brings the threshold within IQR/2 of: the reference
+        maximum (None or ``'max'``, the published rule) or this percentile of the
+        reference (e.g. 99), which a few bright outliers (a vessel) do not move.
 
     Returns
     -------
@@ -458,6 +480,7 @@ def compute_threshold(
     >>> bool(t.high >= t.value)
     True
     """
+    top_q = _check_top(adaptive_top)
     if not isinstance(rule, str) or rule not in RULES:
         raise ParameterError(
             f"unknown threshold rule {rule!r}; choose one of {', '.join(repr(r) for r in RULES)}"
@@ -511,10 +534,10 @@ def compute_threshold(
             f"rule={rule!r} needs reference=, a mask of normal marrow on the same image "
             f"(or use rule='otsu' with region=)"
         )
-    value, k_used, details = _rule_value(rule, k, stats, values, "k")
+    value, k_used, details = _rule_value(rule, k, stats, values, "k", top_q)
     high = None
     if high_k is not None:
-        high, high_k_used, high_details = _rule_value(rule, high_k, stats, values, "high_k")
+        high, high_k_used, high_details = _rule_value(rule, high_k, stats, values, "high_k", top_q)
         if high < value:
             raise ParameterError(
                 f"high_k={high_k!r} gives a high threshold {high:.6g} below the low one "

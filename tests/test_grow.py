@@ -334,7 +334,7 @@ def test_max_volume_stops_leak(monkeypatch, fluid_and_lesion):
         return real_label(arr, *args, **kwargs)
 
     monkeypatch.setattr(grow_module.ndi, "label", spy)
-    with pytest.warns(BmevizWarning, match=r"seed 0 at \(15, 200, 128\).*max_volume_ml=5 mL"
+    with pytest.warns(BmevizWarning, match=r"seed 1 at \(15, 200, 128\).*max_volume_ml=5 mL"
                       r".*region="):
         res = grow(img, [(15, 200, 128), (15, 60, 128)], low=LOW, spacing=SPACING,
                    max_volume_ml=5.0)
@@ -351,7 +351,7 @@ def test_max_volume_stops_leak(monkeypatch, fluid_and_lesion):
 def test_max_volume_more_seeds_in_same_leak(fluid_and_lesion):
     img, fluid, lesion = fluid_and_lesion
     seeds = [(15, 200, 128), (15, 201, 128), (15, 60, 128), (3, 250, 10)]
-    with pytest.warns(BmevizWarning, match=r"seeds 0 at .*, 1 at .*, 3 at .*\(of 4\)"):
+    with pytest.warns(BmevizWarning, match=r"seeds 1 at .*, 2 at .*, 4 at .*\(of 4\)"):
         res = grow(img, seeds, low=LOW, spacing=SPACING, max_volume_ml=5.0)
     assert res.leaked == (True, True, False, True)
     np.testing.assert_array_equal(res.mask, lesion)
@@ -368,7 +368,7 @@ def test_max_volume_not_reached_is_silent(lesion_case):
 def test_max_radius_confines(fluid_and_lesion):
     img, fluid, lesion = fluid_and_lesion
     seed = (15, 200, 128)
-    with pytest.warns(BmevizWarning, match=r"seed 0 at \(15, 200, 128\).*max_radius_mm=10 mm"):
+    with pytest.warns(BmevizWarning, match=r"seed 1 at \(15, 200, 128\).*max_radius_mm=10 mm"):
         res = grow(img, seed, low=LOW, spacing=SPACING, max_radius_mm=10.0)
     ball = ball_mm(img.shape, seed, 10.0)
     assert res.leaked == (True,)
@@ -390,13 +390,13 @@ def test_both_guards_name_their_seeds(fluid_and_lesion):
         res = grow(img, seeds[:1] + seeds[2:], low=LOW, spacing=SPACING, max_volume_ml=2.0,
                    max_radius_mm=40.0)
     assert res.leaked == (True, False)
-    assert "seed 0 at (15, 200, 128) (of 2) grew past max_volume_ml=2 mL" in str(caught[0].message)
+    assert "seed 1 at (15, 200, 128) (of 2) grew past max_volume_ml=2 mL" in str(caught[0].message)
     with pytest.warns(BmevizWarning) as caught:
         res = grow(img, seeds[1:], low=LOW, spacing=SPACING, max_volume_ml=5.0,
                    max_radius_mm=10.0)  # the 10 mm ball holds 4.2 mL
     assert res.leaked == (True, False)
     message = str(caught[0].message)
-    assert "seed 0 at (15, 200, 128) (of 2) reached the edge of max_radius_mm=10 mm" in message
+    assert "seed 1 at (15, 200, 128) (of 2) reached the edge of max_radius_mm=10 mm" in message
     assert "max_volume_ml" not in message
     np.testing.assert_array_equal(res.seed_labels == 1, ball_mm(img.shape, seeds[1], 10.0) & fluid)
     np.testing.assert_array_equal(res.seed_labels == 2, lesion)
@@ -500,12 +500,12 @@ def test_to_dict_is_json(lesion_by_fluid):
     ("kwargs", "match"),
     [
         (dict(seeds=[(5, 10, 10), (30, 10, 10)]),
-         r"seed 1 at \(30, 10, 10\).*shape \(24, 32, 32\)"),
-        (dict(seeds=[(5, -1, 10)]), r"seed 0 .*outside"),
+         r"seed 2 at \(30, 10, 10\).*shape \(24, 32, 32\)"),
+        (dict(seeds=[(5, -1, 10)]), r"seed 1 .*outside"),
         (dict(seeds=[(5, 10)]), r"seeds .*shape \(1, 2\)"),
         (dict(seeds=np.zeros((2, 3, 1))), r"seeds .*shape"),
         (dict(seeds="abc"), r"seeds"),
-        (dict(seeds=[(5, np.nan, 3)]), r"seed 0 .*NaN"),
+        (dict(seeds=[(5, np.nan, 3)]), r"seed 1 .*NaN"),
         (dict(region=np.ones((24, 32, 31), bool)), r"region shape"),
         (dict(region=np.zeros((24, 32, 32), bool)), r"region is empty"),
         (dict(connectivity=4), r"connectivity"),
@@ -560,7 +560,7 @@ def test_bad_input_raises_before_growing_other_functions():
         confidence_grow(img, (1, 1, 1), iterations=1.5)
     with pytest.raises(ParameterError, match="initial_radius_mm"):
         confidence_grow(img, (1, 1, 1), initial_radius_mm=0)
-    with pytest.raises(ParameterError, match=r"seed 0 .*outside"):
+    with pytest.raises(ParameterError, match=r"seed 1 .*outside"):
         confidence_grow(img, (9, 1, 1))
     with pytest.raises(ParameterError, match="region is empty"):
         confidence_grow(img, (1, 1, 1), region=np.zeros(img.shape, bool))

@@ -67,7 +67,7 @@ def test_joint_fluid_next_to_bone_is_not_counted_with_a_region(phantoms):
 
 def test_leak_guard_stops_a_seed_in_fluid_and_says_so(phantoms):
     ph = phantoms[0]
-    with pytest.warns(BmevizWarning, match="seed 0"):
+    with pytest.warns(BmevizWarning, match="seed 1"):
         res = segment(ph.volume, reference=ph.reference, seeds=[ph.fluid_seed, ph.seeds[0]], max_volume_ml=15)
     assert res.grow.leaked[0] and not res.grow.leaked[1]
     assert any("leak guard" in m for m in res.messages)

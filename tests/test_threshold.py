@@ -476,3 +476,22 @@ def test_adaptive_q3_iqr_on_real_sij_stir():
     assert _stops(v.max(), q3, iqr, t.k)
     if t.k > 1.5:
         assert not _stops(v.max(), q3, iqr, t.k - 0.05)
+
+
+def test_adaptive_top_max_is_the_published_rule_and_a_percentile_is_robust():
+    rng = np.random.default_rng(7)
+    img = rng.normal(300, 30, (4, 30, 30))
+    ref = np.ones(img.shape, bool)
+    published = compute_threshold(img, reference=ref)
+    assert compute_threshold(img, reference=ref, adaptive_top="max").value == published.value
+    assert compute_threshold(img, reference=ref, adaptive_top=100).value == published.value
+    p99 = compute_threshold(img, reference=ref, adaptive_top=99)
+    assert p99.details["top"] == "p99" and published.details["top"] == "max"
+    assert p99.stats.q3 + p99.k * p99.stats.iqr == pytest.approx(p99.value)
+    # one bright voxel (a vessel) per 3600 moves the published threshold, not the p99 one
+    img[1, 15, 15] = 3000
+    assert compute_threshold(img, reference=ref).value > 2 * published.value
+    assert compute_threshold(img, reference=ref, adaptive_top=99).value == pytest.approx(p99.value, rel=0.01)
+    for bad in (49, 101, "p99", True):
+        with pytest.raises(ParameterError, match="adaptive_top"):
+            compute_threshold(img, reference=ref, adaptive_top=bad)

@@ -1,0 +1,196 @@
+"""Clicks: how a user's seeds become lesions whoever clicks.
+
+:func:`snap_seeds` moves a click that just misses a lesion's above-threshold voxels onto
+the brightest voxel near it; :func:`grow_without_leaks` grows each seed at the level
+where its region stops leaking into large faint structures; :func:`ordinal` numbers
+clicks as users count them. :func:`bmeviz.segment` uses all three (docs/reference.md).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .errors import ParameterError
+from .grow import GrowResult, _ball, _bbox, _check_number, _in_range, _region_crop, _resolve, grow
+
+__all__ = ["snap_seeds", "grow_without_leaks", "ordinal", "LEAK_STEPS"]
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``11th``, ``22nd``: how a user counts clicks.
+
+    >>> [ordinal(i) for i in (1, 2, 3, 4, 11, 12, 13, 21, 102)]
+    ['1st', '2nd', '3rd', '4th', '11th', '12th', '13th', '21st', '102nd']
+    """
+    if 10 <= n % 100 <= 20:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def snap_seeds(
+    image: Any,
+    seeds: Any,
+    *,
+    low: float,
+    high: float | None = None,
+    region: Any = None,
+    spacing: Any = (1.0, 1.0, 1.0),
+    radius_mm: float = 3.0,
+) -> tuple[np.ndarray, list[dict]]:
+    """Move clicks that miss the lesion's above-threshold voxels by a little onto them.
+
+    A user clicks "in the lesion", but which voxel the click lands on is chance: in a
+    faint lesion its darker half is often just below the threshold, so one user's click
+    grows the lesion and another's grows nothing. A seed whose voxel is below ``low``
+    (or above ``high``, or outside ``region``) moves to the brightest in-range voxel of
+    the region within ``radius_mm`` (ties: the nearest); it stays where it is when there
+    is none.
+
+    Parameters
+    ----------
+    image : (S, R, C) array_like
+        The image.
+    seeds : (n, 3) array_like
+        Seed indices (slice, row, column).
+    low, high : float
+        The intensity range of lesion voxels (as in :func:`grow`).
+    region : (S, R, C) array_like of bool, optional
+        Seeds move only onto region voxels.
+    spacing : 3 floats
+        Voxel size in mm.
+    radius_mm : float
+        How far a seed may move (mm), > 0.
+
+    Returns
+    -------
+    seeds : (n, 3) ndarray of int
+        The seeds after moving.
+    moves : list of dict
+        One per seed that was not in range: ``{"seed": i (0-based), "from", "to" (or
+        None: nowhere to go), "distance_mm", "value_from", "value_to"}``.
+
+    Examples
+    --------
+    >>> img = np.zeros((3, 9, 9)); img[1, 4, 6] = 10; img[1, 4, 5] = 8
+    >>> new, moves = snap_seeds(img, [(1, 4, 4)], low=5, radius_mm=2.5)
+    >>> new.tolist(), moves[0]["to"], moves[0]["distance_mm"]
+    ([[1, 4, 6]], [1, 4, 6], 2.0)
+    """
+    img, pts, low, high, reg, _, sp, _, _ = _resolve(image, seeds, low, high, region, 26, spacing, None, None)
+    r = _check_number(radius_mm, "radius_mm")
+    if r <= 0:
+        raise ParameterError(f"radius_mm must be > 0 mm; got {radius_mm!r}")
+    out = pts.copy()
+    moves = []
+    half = np.floor(r / np.asarray(sp) + 1e-9).astype(int)
+    for i, p in enumerate(pts):
+        v = float(img[tuple(p)])
+        ok = bool(_in_range(np.array([v]), low, high)[0]) and (reg is None or bool(reg[tuple(p)]))
+        if ok:
+            continue
+        lo = np.maximum(p - half, 0)
+        hi = np.minimum(p + half + 1, img.shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        crop = np.asarray(img[box], dtype=np.float64)
+        cand = _ball(lo, hi, p, sp, r) & _in_range(np.nan_to_num(crop, nan=-np.inf), low, high)
+        if reg is not None:
+            cand &= _region_crop(reg, box)
+        move = {"seed": i, "from": p.tolist(), "to": None, "distance_mm": None, "value_from": v, "value_to": None}
+        if cand.any():
+            idx = np.argwhere(cand)
+            vals = crop[cand]
+            d = np.sqrt((((idx + lo - p) * sp) ** 2).sum(axis=1))
+            best = np.lexsort((d, -vals))[0]
+            out[i] = idx[best] + lo
+            move.update(to=out[i].tolist(), distance_mm=round(float(d[best]), 3), value_to=float(vals[best]))
+        moves.append(move)
+    return out, moves
+
+
+
+#: grow_without_leaks: levels tried above ``low`` (in units of ``step``).
+LEAK_STEPS = 12
+
+
+def grow_without_leaks(
+    image: Any,
+    seeds: Any,
+    *,
+    low: float,
+    step: float,
+    jump: float = 4.0,
+    steps: int = LEAK_STEPS,
+    min_drop_ml: float = 0.5,
+    high: float | None = None,
+    region: Any = None,
+    connectivity: int = 26,
+    spacing: Any = (1.0, 1.0, 1.0),
+    max_volume_ml: float | None = None,
+    max_radius_mm: float | None = None,
+) -> tuple[GrowResult, list[dict]]:
+    """:func:`grow`, with each seed's level raised past the point where its region leaked.
+
+    A faint lesion next to a large, faintly bright structure (partial volume along the
+    joint, a band of bright marrow, a vessel) joins it through a thin bridge when the
+    threshold is a little low: the seed's region is then ten or fifty times the lesion.
+    Raising the level by a fraction of the reference SD cuts the bridge, and the region
+    collapses onto the lesion. For each seed the region is grown at ``low + j * step``
+    (``j = 0..steps``, while the seed stays in range); where the region shrinks by a
+    factor ``>= jump`` (and by at least ``min_drop_ml``) in one step, the level above
+    the last such collapse is used. Without a collapse the seed grows at ``low`` (the
+    plain :func:`grow`). It makes the result much less sensitive to the exact threshold,
+    which is what differs between users who place the reference differently.
+
+    Returns
+    -------
+    GrowResult
+        As :func:`grow` (``low`` is the lowest level used; first seed wins overlaps).
+    levels : list of dict
+        Per seed: ``{"seed": i (1-based), "level", "raised_by_steps", "volume_ml_at_low"}``.
+    """
+    img, pts, low, high, reg, conn, sp, vmax, rmax = _resolve(
+        image, seeds, low, high, region, connectivity, spacing, max_volume_ml, max_radius_mm)
+    step = _check_number(step, "step", positive=True)
+    jump = _check_number(jump, "jump", positive=True)
+    voxel_ml = float(np.prod(sp)) / 1000.0
+    kw = dict(high=high, region=reg, connectivity=conn, spacing=sp, max_volume_ml=vmax, max_radius_mm=rmax)
+    results, levels = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # leak-guard warnings of the trial levels: the final grow says it
+        for i, p in enumerate(pts):
+            value = float(img[tuple(p)])
+            vols = []
+            for j in range(int(steps) + 1):
+                level = low + j * step
+                if value < level or (high is not None and level > high):
+                    break
+                g = grow(img, p, low=level, **kw)
+                vols.append(int(sum(g.voxels)) if not g.leaked[0] else np.inf)
+                if vols[-1] == 0:
+                    break
+            chosen = 0
+            for j in range(len(vols) - 1):
+                a, b = vols[j], vols[j + 1]
+                if a >= jump * max(b, 1) and (a - b) * voxel_ml >= min_drop_ml:
+                    chosen = j + 1
+            levels.append({"seed": i + 1, "level": low + chosen * step, "raised_by_steps": chosen,
+                           "volume_ml_at_low": None if not vols or not np.isfinite(vols[0]) else vols[0] * voxel_ml})
+    # final grow, one seed at a time at its own level (first seed wins where regions overlap)
+    mask = np.zeros(img.shape, bool)
+    seed_labels = np.zeros(img.shape, np.int32)
+    voxels, leaked, below = [], [], []
+    for i, (p, lv) in enumerate(zip(pts, levels)):
+        g = grow(img, p, low=lv["level"], **kw)
+        new = g.mask & (seed_labels == 0)
+        seed_labels[new] = i + 1
+        mask |= g.mask
+        voxels.append(int(np.count_nonzero(new)))
+        leaked.append(bool(g.leaked[0]))
+        below.append(bool(g.below[0]))
+    result = GrowResult(mask=mask, seed_labels=seed_labels, seeds=pts, voxels=tuple(voxels), leaked=tuple(leaked),
+                        below=tuple(below), low=min([lv["level"] for lv in levels], default=low), high=high,
+                        spacing=tuple(sp), connectivity=conn, bbox=_bbox(mask) if mask.any() else None)
+    return result, levels
