@@ -2,7 +2,8 @@
 
 The Python API (``bmeviz.segment``), the command line (``bmeviz segment`` via
 ``bmeviz.cli.main``) and a one-row ``bmeviz batch`` manifest (in this process,
-``workers=0``) read the same files with the same options; their label images (read back
+``workers=0``) and the napari session model (``bmeviz.session.Session``, the widget's
+model, clicked seed by seed) read the same files with the same options; their label images (read back
 from ``bme_mask.nii.gz`` with nibabel, an independent reader) and their totals must be
 identical. A second case sets options that only the options model exposes on every door
 (``upper``, ``max_radius_mm``) and the half-maximum edge, so a drift in any door's
@@ -86,11 +87,21 @@ def test_api_cli_and_batch_give_identical_labels_and_ml(study, tmp_path, case):
     assert list(cohort["status"]) == ["ok"]
     batch_out = tmp_path / "batch" / "S1"
 
-    # 4. the napari session model: added by the lead after merging the napari branch
-    #    (session = Session(...); session.segment(...); compare session.result.labels here)
+    # 4. the napari session model (Qt-free: what the widget drives), clicks one by one
+    from bmeviz.session import Session
+
+    session = Session(vol, options=options)
+    session.set_reference(point=ref_point, radius_mm=7)
+    session.set_region(root / "bone.nii.gz", name="bone")
+    for s in seeds:
+        session.add_seed(s, grow=True)
+    np.testing.assert_array_equal(session.labels, api.labels)
+    assert session.current_result().total_volume_ml == pytest.approx(api.total_volume_ml, rel=0, abs=1e-12)
+    session_out = tmp_path / "session"
+    session.current_result().save(session_out, overlay=False)
 
     expected = api.labels
-    for folder in (api_out, cli_out, batch_out):
+    for folder in (api_out, cli_out, batch_out, session_out):
         np.testing.assert_array_equal(_nifti_labels(folder, image), expected, err_msg=str(folder))
         prov = json.loads((folder / "provenance.json").read_text())
         assert prov["totals"]["total_volume_ml"] == pytest.approx(api.total_volume_ml, rel=0, abs=1e-12)
