@@ -1,5 +1,8 @@
 """Seeded 3D region growing: connected threshold, adaptive (confidence) growing, leak guards.
 
+(About 760 lines because the three growers share one expanding-crop engine, its argument
+checks and its leak reports; split apart, each would need all of them.)
+
 On a fat-suppressed fluid-sensitive image (STIR) normal marrow is dark and edema bright,
 so a lesion is a connected set of voxels above a threshold. :func:`grow` collects, from
 each seed, the voxels with ``low <= image (<= high)`` connected to it (6, 18 or 26

@@ -1,6 +1,6 @@
 """A segmentation session without Qt: image, reference, region, seeds, result, hand edits, undo.
 
-(About 700 lines, above the ~600 guideline: the history, the lesion edits and the file
+(About 700 lines because the history, the lesion edits and the file
 format act on the same steps and change together.)
 
 The napari widget is a view over a :class:`Session`; scripts and tests drive the same
