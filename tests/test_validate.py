@@ -14,6 +14,7 @@ import bmeviz
 from bmeviz._jsonable import jsonable
 from bmeviz.cli import main
 from bmeviz.errors import ParameterError, UnreadableFileError
+from bmeviz.options import Q3_IQR_K
 from bmeviz.validate import Case, read_manifest, sij_cases, validate
 from bmeviz.validate.cli import parse_set
 from bmeviz.validate.report import BEGIN, END
@@ -62,11 +63,12 @@ def test_synthetic_readers_known_dice_and_volumes(synthetic):
         assert rd["dice"]["R12/R21"] == pytest.approx(96 * L / (120 * L + 60))
         assert rd["inter_mean"] == pytest.approx((0.8 + 96 * L / (120 * L + 60)) / 2)
         assert rd["intra"]["R1"] == pytest.approx(2 * L / (2 * L + 1))
-        # the method finds exactly R11 in every mode (noiseless, threshold 110 + 1.5 * 20 = 140)
+        # the method finds exactly R11 in every mode (noiseless, threshold 110 + 2 * 20 = 150)
         for key, m in s["per_case"][cid]["modes"].items():
             assert m["dice_vs"] == pytest.approx({"R11": 1.0, "R12": 2 * L / (2 * L + 1), "R21": 0.8}), key
             assert m["volume_ml"]["mean"] == pytest.approx(0.060 * L)
-            assert m["threshold"] == {"min": pytest.approx(140.0), "max": pytest.approx(140.0)}
+            want = 110 + Q3_IQR_K * 20  # Q3 + k * IQR of the noiseless reference, k the default
+            assert m["threshold"] == {"min": pytest.approx(want), "max": pytest.approx(want)}
             if m["n_runs"] > 1:
                 assert m["between_user_dice"]["mean"] == 1.0 and m["volume_ml"]["cv"] == 0.0
 
@@ -149,11 +151,19 @@ def test_harness_identical_users_agree_perfectly_and_perturbed_users_do_not(phan
     m = same.summary["per_case"]["ph"]["modes"]["manual|clicks/point"]
     assert m["between_user_dice"] == {"mean": 1.0, "min": 1.0, "n_pairs": 10}
     assert m["volume_ml"]["cv"] == 0.0 and m["dice_vs"]["A"] > 0.8
-    moved = validate([phantom_case], n_users=5, seed=0, modes="clicks/point")
+    # the plain reference ball with the published adaptive k (the maximum sets k): the users'
+    # different references give different outlines, and the harness must see it
+    plain = {"robust_reference": False, "k": "adaptive", "adaptive_top": 100.0}
+    moved = validate([phantom_case], n_users=5, seed=0, modes="clicks/point", options=plain)
     m2 = moved.summary["per_case"]["ph"]["modes"]["manual|clicks/point"]
     assert m2["between_user_dice"]["min"] < 1.0
     assert m2["threshold"]["min"] < m2["threshold"]["max"]  # the users' references differ
-    again = validate([phantom_case], n_users=5, seed=0, modes="clicks/point")  # fixed seed: the same study
+    # the default (robust) reference: the same users' thresholds differ less and their outlines agree
+    robust = validate([phantom_case], n_users=5, seed=0, modes="clicks/point")
+    m3 = robust.summary["per_case"]["ph"]["modes"]["manual|clicks/point"]
+    assert m3["threshold"]["min"] < m3["threshold"]["max"]
+    assert m3["between_user_dice"]["min"] >= m2["between_user_dice"]["min"]
+    again = validate([phantom_case], n_users=5, seed=0, modes="clicks/point", options=plain)  # fixed seed: the same
     assert json.dumps(jsonable(again.summary["per_case"])) == json.dumps(jsonable(moved.summary["per_case"]))
 
 
