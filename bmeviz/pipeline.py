@@ -51,6 +51,7 @@ from .geometry import grid_notes, mask_onto
 from .volume import Volume
 
 __all__ = ["segment", "Result", "Note", "DEFAULTS", "SegmentOptions", "resolve_reference", "resolve_mask",
+           "reference_threshold",
            "resolve_seeds", "refine_half_max"]
 
 _D = SegmentOptions()  # the defaults of segment()'s signature come from the one options model
@@ -198,6 +199,29 @@ def _threshold(image, ref_mask, region_mask, opts: SegmentOptions):
     box = bbox(ref_mask)
     return compute_threshold(image[box], reference=ref_mask[box], rule=opts.rule, k=k, high_k=opts.high_k,
                              adaptive_top=opts.adaptive_top)
+
+
+def reference_threshold(volume: Volume, *, reference: Any = None, region: Any = None,
+                        **options: Any) -> tuple[np.ndarray, dict, Any]:
+    """The reference mask, its description and the threshold exactly as :func:`segment`
+    computes them for these inputs and options (robust or automatic reference, the
+    default k): what a preview (napari's) must show so that it agrees with the outline.
+
+    Examples
+    --------
+    >>> import bmeviz
+    >>> from bmeviz.data import make_phantom
+    >>> ph = make_phantom(shape=(12, 64, 64), spacing=(3.0, 2.0, 2.0), seed=2)
+    >>> _, _, thr = reference_threshold(ph.volume, reference=ph.reference, region=ph.bone)
+    >>> res = bmeviz.segment(ph.volume, reference=ph.reference, region=ph.bone, seeds=ph.seeds)
+    >>> thr.value == res.threshold.value
+    True
+    """
+    opts = SegmentOptions(**{k: v for k, v in options.items() if v is not None or k != "reference_radius_mm"})
+    region_mask = resolve_mask(region, volume, "region")
+    ref_mask, ref_info = _reference(volume.array, reference, volume, region_mask, opts, volume.spacing,
+                                    radius_mm=options.get("reference_radius_mm"))
+    return ref_mask, ref_info, _threshold(volume.array, ref_mask, region_mask, opts)
 
 
 def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,

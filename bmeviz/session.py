@@ -324,15 +324,11 @@ class Session:
     def threshold(self):
         """The core's Threshold for the current reference, rule and region (None if it cannot be made)."""
         if self._threshold is None:
-            from .pipeline import resolve_reference
-            from .threshold import compute_threshold
+            from .pipeline import reference_threshold  # segment()'s own path: preview = outline
 
             try:
-                ref, _ = resolve_reference(self._reference_arg(), self.volume,
-                                           radius_mm=self.options.get("reference_radius_mm"))
-                self._threshold = compute_threshold(self.volume.array, reference=ref, rule=self.options.get("rule"),
-                                                    k=self.options.get("k"), region=self.region,
-                                                    high_k=self.options.get("high_k"))
+                _, _, self._threshold = reference_threshold(self.volume, reference=self._reference_arg(),
+                                                            region=self.region, **self.options)
                 self._threshold_error = None
             except BmevizError as exc:
                 self._threshold_error = str(exc)

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..options import SegmentOptions
+from ..options import Q3_IQR_K, SegmentOptions
 from ._layers import COLORS
 
 #: Choices and help texts come from the one options model (bmeviz.options), as the CLI's do.
@@ -40,7 +40,7 @@ _OPT = {o.name: o for o in SegmentOptions.fields()}
 RULES = tuple(_OPT["rule"].choices)
 EDGES = tuple(_OPT["edge"].choices)
 #: k a rule starts from when the user turns adaptive k off (the core's own defaults).
-RULE_K = {"q3-iqr": 1.5, "mean-sd": 2.0, "percentile": 99.0}
+RULE_K = {"q3-iqr": Q3_IQR_K, "mean-sd": 2.0, "percentile": 99.0}
 POINT = "point (click in normal marrow)"
 NONE = "(none: whole image)"
 
@@ -147,9 +147,10 @@ def build(w) -> None:
     w.k_spin.setValue(float(defaults["k"]) if defaults.get("k") is not None else RULE_K["q3-iqr"])
     w.k_spin.setToolTip("How far above normal marrow a voxel must be (IQRs, SDs or a percentile, by rule)")
     w.auto_k = QCheckBox("adaptive")
-    w.auto_k.setChecked(defaults.get("k") is None)
-    w.auto_k.setToolTip("q3-iqr: raise k from 1.5 in 0.05 steps until the threshold is within IQR/2 of the "
-                        "reference maximum (Hepburn et al.)")
+    w.auto_k.setChecked(defaults.get("k") == "adaptive")
+    w.auto_k.setToolTip("q3-iqr: the published adaptive k (Hepburn et al.): raise k from 1.5 in 0.05 steps until "
+                        "the threshold is within IQR/2 of the reference's 99th percentile; off: k as set (default "
+                        f"{Q3_IQR_K:g}, on the robust reference)")
     w.k_spin.setEnabled(not w.auto_k.isChecked())
     row.addWidget(w.k_spin)
     row.addWidget(w.auto_k)

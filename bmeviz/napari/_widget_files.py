@@ -102,8 +102,8 @@ class FilesMixin:
 
         o = s.options
         self.rule_combo.setCurrentText(str(o.get("rule")))
-        self.auto_k.setChecked(o.get("k") is None)
-        if o.get("k") is not None:
+        self.auto_k.setChecked(o.get("k") == "adaptive")
+        if o.get("k") not in (None, "adaptive"):
             self.k_spin.setValue(float(o["k"]))
         self.edge_combo.setCurrentText(str(o.get("edge")))
         self.min_volume.setValue(-1.0 if o.get("min_volume_mm3") is None else float(o["min_volume_mm3"]))

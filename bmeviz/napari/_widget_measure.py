@@ -74,8 +74,10 @@ class MeasureMixin:
 
     def _rule_k(self) -> tuple[str, Any]:
         rule = self.rule_combo.currentText()
-        if rule == "otsu" or (rule == "q3-iqr" and self.auto_k.isChecked()):
+        if rule == "otsu":
             return rule, None
+        if rule == "q3-iqr" and self.auto_k.isChecked():
+            return rule, "adaptive"
         return rule, float(self.k_spin.value())
 
     def _on_rule(self, rule: str) -> None:

@@ -23,7 +23,7 @@ def test_widget_end_to_end_matches_segment_and_truth(phantom_viewer, phantom_sam
     assert widget.image_combo.currentText() == "phantom STIR"
     assert widget.region_combo.currentText() == "bone (search region)"  # guessed from its name
     assert widget.edge_combo.currentText() == DEFAULTS["edge"]  # the CLI's defaults: same clicks, same mL
-    assert widget.auto_k.isChecked() == (DEFAULTS["k"] is None)
+    assert widget.auto_k.isChecked() == (DEFAULTS["k"] == "adaptive")  # k=None is k=2 on the robust reference
     assert widget.scroll_area.widget() is not None
 
     # 1. reference: "Place point", then a click in normal marrow; statistics and threshold as the core's
@@ -34,11 +34,9 @@ def test_widget_end_to_end_matches_segment_and_truth(phantom_viewer, phantom_sam
     assert np.array_equal(np.rint(widget.reference_layer().data), [ref_point])
     widget.update_threshold()  # (the click scheduled it on a 0 ms timer)
     assert "No reference yet" not in widget.stats_label.text() and "mean" in widget.stats_label.text()
-    from bmeviz.pipeline import resolve_reference
-    from bmeviz.threshold import compute_threshold
+    from bmeviz.pipeline import reference_threshold
 
-    mask, _ = resolve_reference(ref_point, vol, radius_mm=8.0)
-    expected_thr = compute_threshold(vol.array, reference=mask, region=gt["bone"])
+    _, _, expected_thr = reference_threshold(vol, reference=ref_point, region=gt["bone"], reference_radius_mm=8.0)
     assert widget.threshold.value == pytest.approx(expected_thr.value)
     assert f"{expected_thr.value:.1f}" in widget.threshold_label.text()
 
@@ -179,7 +177,7 @@ def test_find_all_hand_edits_lesion_edits_and_3d(viewer_with_widget, phantom_sam
 
 
 def test_reference_drawn_or_from_shapes(viewer_with_widget, phantom_sample):
-    from bmeviz.threshold import compute_threshold
+    from bmeviz.pipeline import reference_threshold
 
     viewer, widget = viewer_with_widget
     vol, gt = phantom_sample
@@ -191,7 +189,7 @@ def test_reference_drawn_or_from_shapes(viewer_with_widget, phantom_sample):
     idx = tuple(np.array(a) for a in np.nonzero(np.ones((1, 9, 9), bool)))
     drawn.data_setitem((idx[0] + z, idx[1] + r - 4, idx[2] + c - 4), 1)  # what a brush stroke does
     widget.update_threshold()
-    expected = compute_threshold(vol.array, reference=np.asarray(drawn.data) > 0, region=gt["bone"])
+    _, _, expected = reference_threshold(vol, reference=np.asarray(drawn.data) > 0, region=gt["bone"])
     assert widget.threshold.value == pytest.approx(expected.value)
     assert "No reference yet" not in widget.stats_label.text()  # not stale after drawing one
     corners = [image.data_to_world((z, r + dr, c + dc)) for dr, dc in ((-4, -4), (-4, 4), (4, 4), (4, -4))]
@@ -201,7 +199,7 @@ def test_reference_drawn_or_from_shapes(viewer_with_widget, phantom_sample):
     mask = widget._layer_mask(shapes, "reference")
     zz, rr, cc = np.nonzero(mask)
     assert set(zz) == {z} and rr.min() >= r - 4 and rr.max() <= r + 4 and cc.min() >= c - 4 and cc.max() <= c + 4
-    expected = compute_threshold(vol.array, reference=mask, region=gt["bone"])
+    _, _, expected = reference_threshold(vol, reference=mask, region=gt["bone"])
     assert widget.threshold.value == pytest.approx(expected.value)
 
 
