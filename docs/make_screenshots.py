@@ -24,6 +24,8 @@ SHARED = Path(os.environ.get("BMEVIZ_SHARED_DATA", ROOT.parent / "shared" / "dat
 SIJ = SHARED / "sij-stir-dev"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+# a fresh autosave folder: an earlier run's autosave would put a "found an autosave" notice on the picture
+os.environ.setdefault("BMEVIZ_AUTOSAVE_DIR", __import__("tempfile").mkdtemp(prefix="bmeviz-shots-"))
 if not os.environ.get("XDG_RUNTIME_DIR"):
     os.environ["XDG_RUNTIME_DIR"] = f"/tmp/bmeviz-xdg-{os.getuid()}"
     os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
