@@ -64,7 +64,7 @@ PUBLISHED_R11_R21 = {"1007": 0.62, "1013": 0.81, "1234": 0.59, "4386": 0.29}
 
 #: Threshold rules swept: (label, rule, k).
 RULES = (
-    ("q3-iqr adaptive", "q3-iqr", None),
+    ("q3-iqr adaptive", "q3-iqr", "adaptive"),
     ("q3-iqr k=1.5", "q3-iqr", 1.5),
     ("q3-iqr k=2", "q3-iqr", 2.0),
     ("q3-iqr k=3", "q3-iqr", 3.0),
@@ -183,9 +183,18 @@ def current_defaults(mode: str) -> dict:
 
 
 def rule_label(rule: str, k) -> str:
-    if rule == "q3-iqr" and k is None:
-        return "q3-iqr adaptive"
-    return f"{rule} k={k:g}" if k is not None else f"{rule} default k"
+    # k=None is segment()'s default: for q3-iqr that is now the fixed Q3_IQR_K (2) on the robust
+    # reference, no longer the published adaptive k (k='adaptive'); the sweep of 2026-11-21 in
+    # docs/validation.md ran before that change, when None meant adaptive
+    if k == "adaptive":
+        return f"{rule} adaptive"
+    if k is None:
+        if rule == "q3-iqr":
+            from bmeviz.options import Q3_IQR_K
+
+            return f"q3-iqr k={Q3_IQR_K:g} (default)"
+        return f"{rule} default k"
+    return f"{rule} k={k:g}"
 
 
 def config_label(cfg: dict) -> str:
