@@ -111,6 +111,20 @@ def snap_seeds(
 
 
 
+def _component_above(img: np.ndarray, prev: tuple, seed: np.ndarray, level: float, connectivity: int) -> tuple:
+    """The seed's component at ``level`` inside its component at a lower level ``prev``
+    (box, mask): the same as growing again (any path at the higher level is one at the
+    lower), for the cost of one labelling of the lower level's box."""
+    from .lesions import label
+
+    box, comp = prev
+    cand = comp & (img[box] >= level)
+    local = tuple(int(v) - b.start for v, b in zip(seed, box))
+    lab = label(cand, connectivity=connectivity)
+    k = lab[local]
+    return box, (lab == k) if k else np.zeros_like(cand)
+
+
 #: grow_without_leaks: levels tried above ``low`` (in units of ``step``).
 LEAK_STEPS = 12
 
@@ -163,13 +177,23 @@ def grow_without_leaks(
         for i, p in enumerate(pts):
             value = float(img[tuple(p)])
             vols = []
+            prev = None  # (box, component) of the last level whose region was complete (not leaked)
             for j in range(int(steps) + 1):
                 level = low + j * step
                 if value < level or (high is not None and level > high):
                     break
-                g = grow(img, p, low=level, **kw)
-                vols.append(int(sum(g.voxels)) if not g.leaked[0] else np.inf)
-                if vols[-1] == 0:
+                if prev is None:
+                    g = grow(img, p, low=level, **kw)
+                    vols.append(int(sum(g.voxels)) if not g.leaked[0] else np.inf)
+                    if not g.leaked[0] and vols[-1]:
+                        box = _bbox(g.mask)
+                        prev = (box, g.mask[box])
+                else:  # a higher level's region is a subset of the last one: relabel only that
+                    prev = _component_above(img, prev, p, level, conn)
+                    vols.append(int(np.count_nonzero(prev[1])))
+                # a higher level grows a subset: once the region is under min_drop_ml no later
+                # step can drop by min_drop_ml, so the levels above cannot change the choice
+                if vols[-1] * voxel_ml < min_drop_ml:
                     break
             chosen = 0
             for j in range(len(vols) - 1):
