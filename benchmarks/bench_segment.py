@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import best_of, peak_bytes, save, table  # noqa: E402
 
 import bmeviz  # noqa: E402
-from bmeviz.threshold import compute_threshold  # noqa: E402
+from bmeviz.pipeline import reference_threshold  # noqa: E402
 
 
 def _ellipsoid_into(img, region, centre, semi):
@@ -97,7 +97,8 @@ def main() -> int:
     shape = (40, 256, 256) if args.small else (200, 512, 512)
     vol, ref, region, (big, n_big), (small, n_small) = make_volume(shape)
     img = vol.array
-    t = compute_threshold(img, reference=ref).value
+    # the threshold segment() itself uses (robust reference, default k): the references get the same level
+    t = reference_threshold(vol, reference=ref, region=region)[2].value
     warnings.simplefilter("ignore", bmeviz.BmevizWarning)
     rep = args.repeats
 
@@ -108,7 +109,7 @@ def main() -> int:
     t_flood, flooded = best_of(lambda: flood_path(img, t, region, big), repeat=rep)
     t_small, res_small = best_of(seeded(small), repeat=rep)
     t_thr, _ = best_of(lambda: img >= t, repeat=rep)
-    kw = dict(reference=ref, region=region, min_volume_mm3=0, min_slices=1)
+    kw = dict(reference=ref, region=region, min_volume_mm3=0, min_slices=1, min_contrast_sd=0)  # no filter: = scipy
     t_all, res_all = best_of(lambda: bmeviz.segment(vol, **kw), repeat=max(1, rep // 2))
     t_sp, (counts, _) = best_of(lambda: scipy_path(img, t, region), repeat=max(1, rep // 2))
     peak_big = peak_bytes(seeded(big))

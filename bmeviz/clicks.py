@@ -203,18 +203,25 @@ def grow_without_leaks(
             levels.append({"seed": i + 1, "level": low + chosen * step, "raised_by_steps": chosen,
                            "volume_ml_at_low": None if not vols or not np.isfinite(vols[0]) else vols[0] * voxel_ml})
     # final grow, one seed at a time at its own level (first seed wins where regions overlap)
+    grown = [grow(img, p, low=lv["level"], **kw) for p, lv in zip(pts, levels)]
+    used = [g.bbox for g in grown if g.bbox is not None]
+    union = None if not used else tuple(
+        slice(min(b[a].start for b in used), max(b[a].stop for b in used)) for a in range(3))
     mask = np.zeros(img.shape, bool)
     seed_labels = np.zeros(img.shape, np.int32)
     voxels, leaked, below = [], [], []
-    for i, (p, lv) in enumerate(zip(pts, levels)):
-        g = grow(img, p, low=lv["level"], **kw)
-        new = g.mask & (seed_labels == 0)
-        seed_labels[new] = i + 1
-        mask |= g.mask
-        voxels.append(int(np.count_nonzero(new)))
+    for i, g in enumerate(grown):  # combined inside the lesions' box only: the cost follows the lesions
+        n = 0
+        if g.bbox is not None:
+            lab, gm = seed_labels[union], g.mask[union]
+            new = gm & (lab == 0)
+            np.copyto(lab, i + 1, where=new)
+            mask[union] |= gm
+            n = int(np.count_nonzero(new))
+        voxels.append(n)
         leaked.append(bool(g.leaked[0]))
         below.append(bool(g.below[0]))
     result = GrowResult(mask=mask, seed_labels=seed_labels, seeds=pts, voxels=tuple(voxels), leaked=tuple(leaked),
                         below=tuple(below), low=min([lv["level"] for lv in levels], default=low), high=high,
-                        spacing=tuple(sp), connectivity=conn, bbox=_bbox(mask) if mask.any() else None)
+                        spacing=tuple(sp), connectivity=conn, bbox=union)
     return result, levels
