@@ -110,11 +110,18 @@ def test_sigkill_at_random_moments_then_rerun_completes(cohort, tmp_path):
     # study), while the cohort table or figure is being written, or while a study is committed
     moments = ["random", "study", "cohort", "random", "study", "cohort", "commit", "random", "study", "cohort"]
     kills = {"hit": 0, "finished first": 0}
+    # "random" moments are drawn within the duration of a clean run on this machine (a fixed
+    # number of seconds is too long on an idle machine and too short on a busy one)
+    start = time.monotonic()
+    probe = _start(manifest, tmp_path / "probe", force=False)
+    assert probe.wait() == 0, probe.stderr.read().decode()
+    probe.stderr.close()
+    clean_run_s = time.monotonic() - start
     previous = None
     for i, when in enumerate(moments):
         proc = _start(manifest, out, force=rng.random() < 0.5)
         if when == "random":
-            time.sleep(rng.uniform(0.5, 3.5))
+            time.sleep(rng.uniform(0.15, 0.85) * clean_run_s)
             hit = proc.poll() is None
         elif when == "study":
             hit = _wait_for(out, ".S*.tmp-*", proc)
@@ -145,7 +152,8 @@ def test_sigkill_at_random_moments_then_rerun_completes(cohort, tmp_path):
     previous.stderr.close()
     assert final.returncode == 0, err
     assert "another bmeviz batch" not in err
-    assert kills["hit"] >= 7, kills  # most moments caught the run alive
+    # most moments caught the run alive (a rerun that only skips done studies may finish first)
+    assert kills["hit"] >= 6, kills
     # nothing lost, nothing duplicated, nothing stray
     table = pd.read_csv(out / "cohort.csv")
     assert sorted(table["study_id"]) == [f"S{i}" for i in range(N_STUDIES)]
