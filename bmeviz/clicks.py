@@ -171,7 +171,7 @@ def grow_without_leaks(
     jump = _check_number(jump, "jump", positive=True)
     voxel_ml = float(np.prod(sp)) / 1000.0
     kw = dict(high=high, region=reg, connectivity=conn, spacing=sp, max_volume_ml=vmax, max_radius_mm=rmax)
-    results, levels = [], []
+    levels = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # leak-guard warnings of the trial levels: the final grow says it
         for i, p in enumerate(pts):

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._arrays import ball
 from .errors import ParameterError
 from .volume import Volume
 
@@ -88,9 +89,9 @@ def _disk(radius_mm: float, spacing_rc: tuple[float, float]) -> np.ndarray:
 
 
 def _ball(radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    """A ball structuring element of ``radius_mm`` on the anisotropic grid (:func:`bmeviz._arrays.ball`)."""
     n = [int(radius_mm / s) for s in spacing]
-    g = np.ogrid[tuple(slice(-k, k + 1) for k in n)]
-    return sum((gi * s) ** 2 for gi, s in zip(g, spacing)) <= radius_mm ** 2 + 1e-6
+    return ball([-k for k in n], [k + 1 for k in n], (0, 0, 0), spacing, radius_mm, rtol=1e-6 / radius_mm ** 2)
 
 
 def _local(array: np.ndarray, seed, radius_mm: float, spacing) -> np.ndarray:

@@ -157,8 +157,8 @@ class FollowupResult:
 
     def provenance(self, *, include_phi: bool = False) -> dict:
         """Both visits, the registration (parameters and quality), matching rules and totals."""
-        from ._compat import _input_name
-        from ._compat import version as _version
+        from ..result import _input_name
+        from .._version import __version__
 
         def visit(v: Visit) -> dict:
             md = v.volume.metadata
@@ -177,7 +177,7 @@ class FollowupResult:
             return out
 
         return jsonable({
-            "software": {"name": "bmeviz", "version": _version(), "command": "followup"},
+            "software": {"name": "bmeviz", "version": __version__, "command": "followup"},
             "baseline": visit(self.baseline), "followup": visit(self.followup),
             "registration": self.registration.to_dict(), "matching": self.params.get("matching"),
             "totals": self.totals,

@@ -102,7 +102,7 @@ def trajectories(table: Any, *, volume_column: str = "total_volume_ml"):
 
 def trajectory_figure(traj):
     """One line per subject: total BME volume by visit order (failed studies left out)."""
-    from ._compat import _new_figure
+    from ..plot._draw import _new_figure
 
     fig = _new_figure((7.0, 4.2))
     ax = fig.add_subplot(111)

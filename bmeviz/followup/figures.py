@@ -55,7 +55,7 @@ def _best_slice(result) -> int:
 
 def _show(ax, img2d: np.ndarray, view, aspect: float, **kw) -> None:
     """Draw a (row, column) slice in the radiological orientation of bmeviz's figures."""
-    from ._compat import _set_limits
+    from ..plot._draw import _set_limits
 
     img = view.image(img2d)
     ax.imshow(img, interpolation="nearest", aspect=aspect, **kw)
@@ -63,7 +63,7 @@ def _show(ax, img2d: np.ndarray, view, aspect: float, **kw) -> None:
 
 
 def _outline(ax, lab2d: np.ndarray, status: dict, view, aspect: float) -> None:
-    from ._compat import outline_mask
+    from ..plot.view import outline_mask
 
     edge = outline_mask(lab2d)
     rgba = np.zeros(lab2d.shape + (4,))
@@ -80,7 +80,8 @@ def change_figure(result, *, slice_index: int | None = None):
     and a chart of each track's volume at both visits."""
     from matplotlib.patches import Patch
 
-    from ._compat import _new_figure, display_range, view_of
+    from ..plot._draw import _new_figure
+    from ..plot.view import display_range, view_of
 
     b = result.baseline.volume
     s = _best_slice(result) if slice_index is None else int(slice_index)
@@ -134,7 +135,8 @@ def checkerboard_figure(baseline, followup, registration, *, slices: Any = None,
     tiles mean aligned; each visit is shown in its own grey window."""
     import SimpleITK as sitk
 
-    from ._compat import _new_figure, display_range, view_of
+    from ..plot._draw import _new_figure
+    from ..plot.view import display_range, view_of
     from .register import resample
 
     b_arr = np.asarray(baseline.array, float)

@@ -83,7 +83,6 @@ def choose_slices(anatomy: Anatomy, volume: Volume, *, n: int = 6) -> tuple[list
     else:
         per_slice = interface_length_mm(anatomy, tuple(volume.spacing[1:])).sum(axis=1)
         basis = "length over which iliac and sacral quadrants touch"
-    length = per_slice
     S = len(per_slice)
     if not np.any(per_slice > 0):
         raise ParameterError("the quadrant map has no slice where iliac and sacral quadrants meet: "
