@@ -8,6 +8,7 @@ clicks as users count them. :func:`bmeviz.segment` uses all three (docs/referenc
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 from .errors import ParameterError
 from .grow import GrowResult, _ball, _bbox, _check_number, _in_range, _region_crop, _resolve, grow
 
-__all__ = ["snap_seeds", "grow_without_leaks", "ordinal", "LEAK_STEPS"]
+__all__ = ["climb_seeds", "snap_seeds", "grow_without_leaks", "ordinal", "LEAK_STEPS"]
 
 
 def ordinal(n: int) -> str:
@@ -125,6 +126,117 @@ def _component_above(img: np.ndarray, prev: tuple, seed: np.ndarray, level: floa
     return box, (lab == k) if k else np.zeros_like(cand)
 
 
+def _inside(point: np.ndarray, part: tuple) -> bool:
+    box, comp = part
+    local = tuple(int(v) - b.start for v, b in zip(point, box))
+    return all(0 <= c < n for c, n in zip(local, comp.shape)) and bool(comp[local])
+
+
+def _share_leaks(img: np.ndarray, pts: np.ndarray, levels: list[dict], first: list, low: float, step: float,
+                 steps: int, connectivity: int) -> None:
+    """A leak is a property of a component, not of a click. A seed that found no collapse
+    of its own (its region shrinks gradually, or its value is just above ``low``) but sits
+    in the same component at ``low`` as seeds whose lesions did separate from it is in
+    that leaked region too: it is raised to the first level at which its own component no
+    longer holds any of those seeds (in place; ``levels[i]["shared_from"]`` names them;
+    ``"separated": False`` when its value ran out first, and it grows at the last level
+    it reached)."""
+    collapsed = [k for k, lv in enumerate(levels) if lv["raised_by_steps"]]  # before any is shared
+    for i, lv in enumerate(levels):
+        if lv["raised_by_steps"] or first[i] is None:
+            continue
+        mates = [k for k in collapsed if _inside(pts[k], first[i])]
+        if not mates:
+            continue
+        value = float(img[tuple(pts[i])])
+        part, chosen, separated = first[i], 0, False
+        for j in range(1, int(steps) + 1):
+            level = low + j * step
+            if value < level:
+                break
+            part = _component_above(img, part, pts[i], level, connectivity)
+            chosen = j
+            if not any(_inside(pts[k], part) for k in mates):
+                separated = True
+                break
+        lv.update(level=low + chosen * step, raised_by_steps=chosen, shared_from=[k + 1 for k in mates],
+                  separated=separated)
+
+
+def climb_seeds(
+    image: Any,
+    seeds: Any,
+    *,
+    region: Any = None,
+    spacing: Any = (1.0, 1.0, 1.0),
+    smooth_mm: float = 1.0,
+    max_mm: float = 6.0,
+) -> tuple[np.ndarray, list[dict]]:
+    """Move each click uphill, within its slice, to the top of the lesion it is in.
+
+    Two users click "in the lesion" on different voxels; in a faint lesion the voxels
+    above the threshold are often a few separate specks, and each click would grow a
+    different one. Climbing the in-plane smoothed image (Gaussian, ``smooth_mm``) by
+    steepest ascent over the 8 in-plane neighbours, inside ``region`` and at most
+    ``max_mm`` from the click, brings every click of one lesion to the same voxel: its
+    brightest part. Seeds never change slice (the user clicked on that slice).
+
+    Returns
+    -------
+    seeds : (n, 3) ndarray of int
+        The seeds after climbing.
+    moves : list of dict
+        One per seed that moved: ``{"seed": i (0-based), "from", "to", "distance_mm"}``.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:21, :21]
+    >>> img = np.exp(-((yy - 10) ** 2 + (xx - 12) ** 2) / 20.0)[None].repeat(3, 0)
+    >>> new, moves = climb_seeds(img, [(1, 8, 8), (1, 13, 14)], max_mm=10)
+    >>> new.tolist()
+    [[1, 10, 12], [1, 10, 12]]
+    """
+    from scipy import ndimage as ndi
+
+    img, pts, _, _, reg, _, sp, _, _ = _resolve(image, seeds, -np.inf, None, region, 26, spacing, None, None)
+    smooth_mm = _check_number(smooth_mm, "smooth_mm")
+    max_mm = _check_number(max_mm, "max_mm")
+    out = pts.copy()
+    moves = []
+    reach = np.ceil((max_mm + 3 * smooth_mm) / np.asarray(sp[1:], float)).astype(int) + 1
+    sigma = [smooth_mm / float(s) for s in sp[1:]]
+    offsets = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc]
+    for i, p in enumerate(pts):
+        z, r0, c0 = (int(v) for v in p)
+        rs = slice(max(0, r0 - reach[0]), min(img.shape[1], r0 + reach[0] + 1))
+        cs = slice(max(0, c0 - reach[1]), min(img.shape[2], c0 + reach[1] + 1))
+        plane = np.nan_to_num(np.asarray(img[z, rs, cs], dtype=np.float64), nan=-np.inf)
+        sm = ndi.gaussian_filter(plane, sigma) if smooth_mm > 0 else plane
+        ok = np.ones(sm.shape, bool) if reg is None else np.asarray(reg[z, rs, cs], bool)
+        r, c = r0 - rs.start, c0 - cs.start
+        if not ok[r, c]:
+            continue
+        while True:
+            best, value = None, sm[r, c]
+            for dr, dc in offsets:
+                rr, cc = r + dr, c + dc
+                if not (0 <= rr < sm.shape[0] and 0 <= cc < sm.shape[1]) or not ok[rr, cc]:
+                    continue
+                if math.hypot((rr + rs.start - r0) * sp[1], (cc + cs.start - c0) * sp[2]) > max_mm:
+                    continue
+                if sm[rr, cc] > value:
+                    best, value = (rr, cc), sm[rr, cc]
+            if best is None:
+                break
+            r, c = best
+        to = np.array([z, r + rs.start, c + cs.start])
+        if (to != p).any():
+            out[i] = to
+            moves.append({"seed": i, "from": p.tolist(), "to": to.tolist(),
+                          "distance_mm": round(math.hypot((to[1] - r0) * sp[1], (to[2] - c0) * sp[2]), 3)})
+    return out, moves
+
+
 #: grow_without_leaks: levels tried above ``low`` (in units of ``step``).
 LEAK_STEPS = 12
 
@@ -172,12 +284,14 @@ def grow_without_leaks(
     voxel_ml = float(np.prod(sp)) / 1000.0
     kw = dict(high=high, region=reg, connectivity=conn, spacing=sp, max_volume_ml=vmax, max_radius_mm=rmax)
     levels = []
+    first: list = []  # per seed: (box, component) at ``low`` when it was complete, else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # leak-guard warnings of the trial levels: the final grow says it
         for i, p in enumerate(pts):
             value = float(img[tuple(p)])
             vols = []
             prev = None  # (box, component) of the last level whose region was complete (not leaked)
+            first.append(None)
             for j in range(int(steps) + 1):
                 level = low + j * step
                 if value < level or (high is not None and level > high):
@@ -188,6 +302,8 @@ def grow_without_leaks(
                     if not g.leaked[0] and vols[-1]:
                         box = _bbox(g.mask)
                         prev = (box, g.mask[box])
+                        if j == 0:
+                            first[-1] = prev
                 else:  # a higher level's region is a subset of the last one: relabel only that
                     prev = _component_above(img, prev, p, level, conn)
                     vols.append(int(np.count_nonzero(prev[1])))
@@ -202,6 +318,7 @@ def grow_without_leaks(
                     chosen = j + 1
             levels.append({"seed": i + 1, "level": low + chosen * step, "raised_by_steps": chosen,
                            "volume_ml_at_low": None if not vols or not np.isfinite(vols[0]) else vols[0] * voxel_ml})
+    _share_leaks(img, pts, levels, first, low, step, steps, conn)
     # final grow, one seed at a time at its own level (first seed wins where regions overlap)
     grown = [grow(img, p, low=lv["level"], **kw) for p, lv in zip(pts, levels)]
     used = [g.bbox for g in grown if g.bbox is not None]

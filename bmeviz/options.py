@@ -260,6 +260,12 @@ class SegmentOptions:
     robust_reference: bool = _opt(True, "bool", "clean the reference before statistics: keep it inside the region, "
                                   "reference_edge_mm from its edge, and drop outliers beyond reference_fence robust SDs "
                                   "(vessels, fluid, lesion edge, cortex)", nullable=False, group="reference")
+    # a point's ball is placement-dependent (marrow is not uniform on STIR); the automatic reference's
+    # marrow near the point is not: threshold CV 0.6-2.3% vs 4-10% between simulated users (docs/reference.md)
+    reference_search_mm: float | None = _opt(40.0, "float", "a reference point with a region: the reference is the "
+                                             "normal marrow the automatic reference finds within this distance of the "
+                                             "point (at least reference_radius_mm); none or 0: the ball around the "
+                                             "point, cleaned", minimum=0.0, group="reference")
     reference_edge_mm: float = _opt(2.0, "float", "robust reference: in-plane distance from the region's edge left out "
                                     "(mm)", minimum=0.0, nullable=False, group="reference", widget=False)
     reference_fence: float = _opt(2.5, "float", "robust reference: outlier fence in robust SDs (1.4826*MAD) around "

@@ -39,12 +39,12 @@ from ._arrays import bbox, pad_box, parse_triple
 from ._jsonable import jsonable
 from .edge import _keep_components_reaching, drop_low_contrast, refine_half_max
 from .errors import ParameterError, warn
-from .clicks import grow_without_leaks, ordinal, snap_seeds
+from .clicks import climb_seeds, grow_without_leaks, ordinal, snap_seeds
 from .grow import confidence_grow, grow, grow_all
 from .io import load
 from .lesions import clean, lesion_table
 from .options import DEFAULTS, Q3_IQR_K, REGION_MIN_CONTRAST_SD, SegmentOptions, mode_defaults
-from .reference import auto_reference, clean_reference, robust_sigma
+from .reference import MIN_VOXELS, auto_reference, clean_reference, robust_sigma
 from .result import Note, Result
 from .threshold import compute_threshold, sphere_mask
 from .geometry import grid_notes, mask_onto
@@ -180,12 +180,50 @@ def _reference(image, reference, volume, region_mask, opts: SegmentOptions, spac
         auto = auto_reference(image, region=region_mask, spacing=spacing)
         return auto.mask, {"kind": "auto", "voxels": auto.voxels, "robust": auto.info}
     ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=radius_mm)
+    if ref_info["kind"] == "sphere" and opts.robust_reference and region_mask is not None and opts.reference_search_mm:
+        near = _marrow_near_point(image, ref_info, volume, region_mask, opts, spacing)
+        if near is not None:
+            return near
+        ref_info = {**ref_info, "search": f"fewer than {MIN_VOXELS} automatic-reference voxels within "
+                    f"{opts.reference_search_mm:g} mm of the point: its ball was used, cleaned"}
     if opts.robust_reference:
         cleaned = clean_reference(image, ref_mask, region=region_mask, spacing=spacing,
                                   edge_mm=opts.reference_edge_mm, fence=opts.reference_fence)
         ref_info = {**ref_info, "voxels_given": ref_info["voxels"], "voxels": cleaned.voxels, "robust": cleaned.info}
         ref_mask = cleaned.mask
     return ref_mask, ref_info
+
+
+#: A point reference needs this many voxels of the automatic reference's marrow near it
+#: (about 0.6 mL on the SIJ protocol); with fewer, the normal marrow is looked for near the
+#: point alone (the dominant marrow mode of the region within the search distance).
+NEAR_POINT_VOXELS = 500
+
+
+def _marrow_near_point(image, ref_info: dict, volume, region_mask, opts: SegmentOptions, spacing):
+    """A point reference as the normal marrow near the point: the automatic reference's
+    marrow within ``reference_search_mm`` (at least the point's radius); where it has too
+    few voxels there (marrow brightness drifts across a STIR field of view), the automatic
+    reference of the region within that distance. None (the ball is used, cleaned) when
+    neither has MIN_VOXELS voxels."""
+    radius = max(float(opts.reference_search_mm), float(ref_info["radius_mm"]))
+    ball = sphere_mask(volume.shape, np.asarray(ref_info["point"]), radius, spacing=spacing)
+    auto = auto_reference(image, region=region_mask, spacing=spacing)
+    mask, how = ball & auto.mask, "automatic reference near the point"
+    if np.count_nonzero(mask) < NEAR_POINT_VOXELS:
+        local_region = ball & region_mask
+        if np.count_nonzero(local_region) < MIN_VOXELS:
+            return None
+        try:
+            auto = auto_reference(image, region=local_region, spacing=spacing)
+        except ParameterError:
+            return None
+        mask, how = auto.mask, "automatic reference of the region near the point"
+    voxels = int(np.count_nonzero(mask))
+    if voxels < MIN_VOXELS:
+        return None
+    return mask, {**ref_info, "voxels_given": ref_info["voxels"], "voxels": voxels, "search_mm": radius,
+                  "robust": {**auto.info, "method": how, "search_mm": radius, "voxels": voxels}}
 
 
 def _threshold(image, ref_mask, region_mask, opts: SegmentOptions):
@@ -224,6 +262,11 @@ def reference_threshold(volume: Volume, *, reference: Any = None, region: Any = 
     return ref_mask, ref_info, _threshold(volume.array, ref_mask, region_mask, opts)
 
 
+def _lesion_voxel(value: float, index, low: float, high: float | None, region_mask) -> bool:
+    """A voxel a seed can grow from: in [low, high] and inside the region."""
+    return value >= low and (high is None or value <= high) and (region_mask is None or bool(region_mask[tuple(index)]))
+
+
 def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
           ref_sigma: float | None = None) -> tuple[np.ndarray, Any, list[Note]]:
     """The candidate mask: grown from the seeds, or every above-threshold voxel in the region."""
@@ -240,15 +283,23 @@ def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
                  max_volume_ml=opts.max_volume_ml, max_radius_mm=opts.max_radius_mm)
     clicked = seed_idx
     if opts.method != "confidence" and opts.seed_snap_mm is not None:
-        seed_idx, moves = snap_seeds(image, seed_idx, low=thr.value, high=opts.upper, region=region_mask,
-                                     spacing=spacing, radius_mm=opts.seed_snap_mm)
-        for m in moves:
-            if m["to"] is not None:
-                i = m["seed"]
-                notes.append(Note(
-                    f"seed {i + 1} (the {ordinal(i + 1)} click) at voxel {m['from']} was below the threshold "
-                    f"{thr.value:.4g} (its value {m['value_from']:.4g}): moved {m['distance_mm']:.1f} mm to the "
-                    f"brightest voxel near it, {m['to']} (value {m['value_to']:.4g})", code="seed-moved", seed=i + 1))
+        # uphill to the top of the clicked lesion (every click of one lesion lands on the same
+        # voxel), then, when that is still below the threshold, onto the brightest voxel near it
+        climbed, _ = climb_seeds(image, seed_idx, region=region_mask, spacing=spacing)
+        snapped, _ = snap_seeds(image, seed_idx, low=thr.value, high=opts.upper, region=region_mask,
+                                spacing=spacing, radius_mm=opts.seed_snap_mm)
+        seed_idx = np.array([c if _lesion_voxel(float(image[tuple(c)]), c, thr.value, opts.upper, region_mask)
+                             else s for c, s in zip(climbed, snapped)], dtype=seed_idx.dtype).reshape(-1, 3)
+        for i, (a, b) in enumerate(zip(clicked, seed_idx)):
+            va, vb = float(image[tuple(a)]), float(image[tuple(b)])
+            if (a == b).all() or _lesion_voxel(va, a, thr.value, opts.upper, region_mask) \
+                    or not _lesion_voxel(vb, b, thr.value, opts.upper, region_mask):
+                continue
+            d = float(np.sqrt((((b - a) * np.asarray(spacing)) ** 2).sum()))
+            notes.append(Note(
+                f"seed {i + 1} (the {ordinal(i + 1)} click) at voxel {a.tolist()} was below the threshold "
+                f"{thr.value:.4g} (its value {va:.4g}): moved {d:.1f} mm to the brightest part of the lesion "
+                f"near it, {b.tolist()} (value {vb:.4g})", code="seed-moved", seed=i + 1))
     if opts.method == "confidence":
         result = confidence_grow(image, seed_idx, k=opts.confidence_k, **guard)
     elif opts.leak_jump is not None and ref_sigma and np.isfinite(ref_sigma) and ref_sigma > 0:
@@ -276,7 +327,8 @@ def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
                 text = (f"{where} is outside the region{near}: nothing grown; click inside the bone region "
                         f"(or correct the region)")
             else:
-                text = (f"{where} is below the threshold {thr.value:.4g} (its value {float(image[p]):.4g}){near}: "
+                text = (f"{where} is below the threshold {thr.value:.4g} (its value "
+                        f"{float(image[tuple(clicked[i])]):.4g}){near}: "
                         f"nothing grown; move it into the brighter part of the lesion, or lower k "
                         f"(now {thr.k if thr.k is not None else 'n/a'})")
             note = Note(text, code="below-threshold", seed=i + 1)
@@ -356,6 +408,7 @@ def _params(opts: SegmentOptions, thr, *, ref_info, region_voxels, seed_idx, see
         "mode": "seeded" if seed_idx.size else "all-in-region",
         "edge": opts.edge,
         "robust_reference": opts.robust_reference,
+        "reference_search_mm": opts.reference_search_mm,
         "reference_edge_mm": opts.reference_edge_mm,
         "reference_fence": opts.reference_fence,
         "adaptive_top": opts.adaptive_top,
@@ -388,6 +441,7 @@ def segment(
     confidence_k: float = _D.confidence_k,
     edge: str = _D.edge,
     robust_reference: bool = _D.robust_reference,
+    reference_search_mm: float | None = _D.reference_search_mm,
     reference_edge_mm: float = _D.reference_edge_mm,
     reference_fence: float = _D.reference_fence,
     adaptive_top: float | None = _D.adaptive_top,
@@ -412,6 +466,11 @@ def segment(
         found inside ``region`` with no click (:func:`bmeviz.reference.auto_reference`;
         the mask used is ``Result.reference``). A given reference is cleaned before
         statistics (``robust_reference``, see :func:`bmeviz.reference.clean_reference`).
+    reference_search_mm
+        A reference point with a region stands for the normal marrow near it: the
+        automatic reference's marrow within this distance (default 40 mm, at least the
+        point's radius), so that two users' points in the same marrow give the same
+        threshold. None or 0: the ball around the point, cleaned as below.
     robust_reference, reference_edge_mm, reference_fence, adaptive_top, seed_snap_mm
         The robust reference (inside the region, ``reference_edge_mm`` from its edge,
         outliers beyond ``reference_fence`` robust SDs dropped), the percentile the adaptive
@@ -475,7 +534,7 @@ def segment(
                           reference_radius_mm=_D.reference_radius_mm if reference_radius_mm is None
                           else reference_radius_mm, max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
                           confidence_k=confidence_k, edge=edge, robust_reference=robust_reference,
-                          reference_edge_mm=reference_edge_mm, reference_fence=reference_fence,
+                          reference_search_mm=reference_search_mm, reference_edge_mm=reference_edge_mm, reference_fence=reference_fence,
                           adaptive_top=adaptive_top, seed_snap_mm=seed_snap_mm, min_contrast_sd=min_contrast_sd,
                           leak_jump=leak_jump)
     image, spacing = volume.array, volume.spacing
