@@ -17,7 +17,7 @@ import numpy as np
 from .errors import ParameterError
 from .grow import GrowResult, _ball, _bbox, _check_number, _in_range, _region_crop, _resolve, grow
 
-__all__ = ["climb_seeds", "snap_seeds", "grow_without_leaks", "ordinal", "LEAK_STEPS"]
+__all__ = ["climb_seeds", "snap_seeds", "grow_without_leaks", "with_fragments", "ordinal", "LEAK_STEPS"]
 
 
 def ordinal(n: int) -> str:
@@ -237,6 +237,69 @@ def climb_seeds(
     return out, moves
 
 
+#: with_fragments: a fragment smaller than this (mm³) is noise of normal marrow, not lesion.
+FRAGMENT_MIN_MM3 = 20.0
+#: with_fragments: fragments are looked for this far (in-plane mm; one slice) around the region.
+FRAGMENT_REACH_MM = 6.0
+#: with_fragments: a region that would grow more than this factor keeps its own voxels only.
+FRAGMENT_LIMIT = 6.0
+
+
+def with_fragments(image: np.ndarray, grown: GrowResult, seed: np.ndarray, *, level: float, high: float | None,
+                   region: np.ndarray | None, spacing, gap_mm: float) -> GrowResult:
+    """One seed's region with the fragments of its lesion that a small gap separates from it.
+
+    A faint lesion is, at the threshold, a few pieces a voxel apart; which piece a click
+    grows depends on where it lands, so two users' outlines of one lesion differ. The
+    above-threshold voxels of the region around the seed's region (``FRAGMENT_REACH_MM``
+    in-plane, one slice) that are joined to it once every piece is widened in-plane by
+    ``gap_mm`` belong to the lesion, piece by piece, when the piece has at least
+    ``FRAGMENT_MIN_MM3`` (specks of normal marrow's bright tail do not). When that would
+    make the region more than ``FRAGMENT_LIMIT`` times larger (it reached another
+    structure), the seed's own region is kept. Only with a ``region``: without one,
+    joint fluid beside the bone is one gap away from a lesion. Measured on the SIJ development scans with
+    10 simulated users (docs/reference.md): between-user Dice 0.84-0.87 -> 0.86-0.93 on the
+    three scans with faint lesions.
+    """
+    from scipy import ndimage as ndi
+
+    if region is None or grown.bbox is None or grown.leaked[0] or grown.below[0]:
+        return grown  # without a region, fluid next to bone is one gap away from a lesion
+    sp = np.asarray(spacing, float)
+    pad = np.ceil(FRAGMENT_REACH_MM / sp).astype(int)
+    pad[0] = 1
+    lo = np.maximum([b.start for b in grown.bbox] - pad, 0)
+    hi = np.minimum([b.stop for b in grown.bbox] + pad, image.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    cand = _in_range(np.asarray(image[box]), level, high)
+    if region is not None:
+        cand &= _region_crop(region, box)
+    own = grown.mask[box]
+    r = np.maximum(1, np.rint(gap_mm / sp[1:]).astype(int))
+    disk = np.zeros((1, 2 * r[0] + 1, 2 * r[1] + 1), bool)
+    disk[0] = True
+    cube = np.ones((3, 3, 3), bool)
+    joined, _ = ndi.label(ndi.binary_dilation(cand, structure=disk), structure=cube)
+    k = joined[tuple(np.asarray(seed) - lo)]
+    if not k:
+        return grown
+    pieces, _ = ndi.label(cand & (joined == k), structure=cube)
+    sizes = np.bincount(pieces.ravel())
+    keep = sizes * float(np.prod(sp)) >= FRAGMENT_MIN_MM3
+    keep[0] = False
+    keep[np.unique(pieces[own])] = True  # the seed's own region is never dropped
+    merged = keep[pieces] | own
+    n_own = int(np.count_nonzero(own))
+    n = int(np.count_nonzero(merged))
+    if n == n_own or n > FRAGMENT_LIMIT * n_own:
+        return grown
+    mask = np.zeros(image.shape, bool)
+    mask[box] = merged
+    return GrowResult(mask=mask, seed_labels=mask.astype(np.int32), seeds=grown.seeds, voxels=(n,),
+                      leaked=grown.leaked, below=grown.below, low=grown.low, high=grown.high,
+                      spacing=grown.spacing, connectivity=grown.connectivity, bbox=_bbox(mask))
+
+
 #: grow_without_leaks: levels tried above ``low`` (in units of ``step``).
 LEAK_STEPS = 12
 
@@ -256,6 +319,7 @@ def grow_without_leaks(
     spacing: Any = (1.0, 1.0, 1.0),
     max_volume_ml: float | None = None,
     max_radius_mm: float | None = None,
+    fragment_gap_mm: float | None = None,
 ) -> tuple[GrowResult, list[dict]]:
     """:func:`grow`, with each seed's level raised past the point where its region leaked.
 
@@ -268,7 +332,9 @@ def grow_without_leaks(
     factor ``>= jump`` (and by at least ``min_drop_ml``) in one step, the level above
     the last such collapse is used. Without a collapse the seed grows at ``low`` (the
     plain :func:`grow`). It makes the result much less sensitive to the exact threshold,
-    which is what differs between users who place the reference differently.
+    which is what differs between users who place the reference differently. With
+    ``fragment_gap_mm`` each seed's region then takes the fragments of its lesion that
+    a gap of that size separates from it (:func:`with_fragments`).
 
     Returns
     -------
@@ -321,6 +387,9 @@ def grow_without_leaks(
     _share_leaks(img, pts, levels, first, low, step, steps, conn)
     # final grow, one seed at a time at its own level (first seed wins where regions overlap)
     grown = [grow(img, p, low=lv["level"], **kw) for p, lv in zip(pts, levels)]
+    if fragment_gap_mm:
+        grown = [with_fragments(img, g, p, level=lv["level"], high=high, region=reg, spacing=sp, gap_mm=fragment_gap_mm)
+                 for g, p, lv in zip(grown, pts, levels)]
     used = [g.bbox for g in grown if g.bbox is not None]
     union = None if not used else tuple(
         slice(min(b[a].start for b in used), max(b[a].stop for b in used)) for a in range(3))

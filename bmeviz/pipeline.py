@@ -305,7 +305,7 @@ def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
     elif opts.leak_jump is not None and ref_sigma and np.isfinite(ref_sigma) and ref_sigma > 0:
         # a seed whose region collapses when the level rises a little had leaked (docs/reference.md)
         result, levels = grow_without_leaks(image, seed_idx, low=thr.value, high=opts.upper, step=ref_sigma / 4,
-                                            jump=opts.leak_jump, **guard)
+                                            jump=opts.leak_jump, fragment_gap_mm=opts.fragment_gap_mm, **guard)
         for lv in levels:
             if lv["raised_by_steps"]:
                 i = lv["seed"] - 1
@@ -413,6 +413,7 @@ def _params(opts: SegmentOptions, thr, *, ref_info, region_voxels, seed_idx, see
         "reference_fence": opts.reference_fence,
         "adaptive_top": opts.adaptive_top,
         "seed_snap_mm": opts.seed_snap_mm,
+        "fragment_gap_mm": opts.fragment_gap_mm,
         "leak_jump": opts.leak_jump,
         "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
     })
@@ -446,6 +447,7 @@ def segment(
     reference_fence: float = _D.reference_fence,
     adaptive_top: float | None = _D.adaptive_top,
     seed_snap_mm: float | None = _D.seed_snap_mm,
+    fragment_gap_mm: float | None = _D.fragment_gap_mm,
     leak_jump: float | None = _D.leak_jump,
     min_contrast_sd: float | None = _D.min_contrast_sd,
 ) -> Result:
@@ -480,7 +482,12 @@ def segment(
         A seed's region that shrinks by this factor (default 3) when the threshold rises by
         a quarter of the reference's robust SD had leaked through a thin bridge; that seed
         grows at the level above the collapse (:func:`bmeviz.clicks.grow_without_leaks`;
-        None: off).
+        None: off). Seeds in the same leaked region share its leak.
+    fragment_gap_mm : float, optional
+        With the leak check: a clicked lesion also takes its above-threshold fragments
+        (>= 20 mm³) that an in-plane gap of this size (default 0.6 mm) separates from it,
+        so that every click in a faint lesion gives the same outline
+        (:func:`bmeviz.clicks.with_fragments`; None: off).
     min_contrast_sd : float, optional
         "All in region" runs keep only lesions whose 90th-percentile intensity is at least
         this many robust SDs (1.4826·MAD) above the reference median (default 7; seeded
@@ -535,7 +542,8 @@ def segment(
                           else reference_radius_mm, max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
                           confidence_k=confidence_k, edge=edge, robust_reference=robust_reference,
                           reference_search_mm=reference_search_mm, reference_edge_mm=reference_edge_mm, reference_fence=reference_fence,
-                          adaptive_top=adaptive_top, seed_snap_mm=seed_snap_mm, min_contrast_sd=min_contrast_sd,
+                          adaptive_top=adaptive_top, seed_snap_mm=seed_snap_mm, fragment_gap_mm=fragment_gap_mm,
+                          min_contrast_sd=min_contrast_sd,
                           leak_jump=leak_jump)
     image, spacing = volume.array, volume.spacing
     with grid_notes() as grid:  # masks on (nearly) another grid: what was done goes to provenance
