@@ -132,6 +132,13 @@ def _inside(point: np.ndarray, part: tuple) -> bool:
     return all(0 <= c < n for c, n in zip(local, comp.shape)) and bool(comp[local])
 
 
+def _nothing(shape: tuple, seed: np.ndarray, spacing, connectivity: int) -> GrowResult:
+    """The result of a seed that grows nothing because its region leaked."""
+    return GrowResult(mask=np.zeros(shape, bool), seed_labels=np.zeros(shape, np.int32), seeds=np.asarray([seed]),
+                      voxels=(0,), leaked=(True,), below=(False,), low=float("nan"), high=None,
+                      spacing=tuple(spacing), connectivity=connectivity, bbox=None)
+
+
 def _share_leaks(img: np.ndarray, pts: np.ndarray, levels: list[dict], first: list, low: float, step: float,
                  steps: int, connectivity: int) -> None:
     """A leak is a property of a component, not of a click. A seed that found no collapse
@@ -139,8 +146,8 @@ def _share_leaks(img: np.ndarray, pts: np.ndarray, levels: list[dict], first: li
     in the same component at ``low`` as seeds whose lesions did separate from it is in
     that leaked region too: it is raised to the first level at which its own component no
     longer holds any of those seeds (in place; ``levels[i]["shared_from"]`` names them;
-    ``"separated": False`` when its value ran out first, and it grows at the last level
-    it reached)."""
+    ``"separated": False`` when its value ran out first: it is part of the leaked
+    structure itself, and grows nothing)."""
     collapsed = [k for k, lv in enumerate(levels) if lv["raised_by_steps"]]  # before any is shared
     for i, lv in enumerate(levels):
         if lv["raised_by_steps"] or first[i] is None:
@@ -287,14 +294,22 @@ def with_fragments(image: np.ndarray, grown: GrowResult, seed: np.ndarray, *, le
     sizes = np.bincount(pieces.ravel())
     keep = sizes * float(np.prod(sp)) >= FRAGMENT_MIN_MM3
     keep[0] = False
-    keep[np.unique(pieces[own])] = True  # the seed's own region is never dropped
-    merged = keep[pieces] | own
-    n_own = int(np.count_nonzero(own))
-    n = int(np.count_nonzero(merged))
-    if n == n_own or n > FRAGMENT_LIMIT * n_own:
+    keep[np.unique(pieces[own])] = False  # the seed's own region is there already
+    found = np.flatnonzero(keep)
+    if not found.size:
         return grown
-    mask = np.zeros(image.shape, bool)
-    mask[box] = merged
+    # each piece whole (one may go on beyond the search box): grown from one of its voxels
+    firsts = ndi.minimum_position(np.arange(pieces.size).reshape(pieces.shape), pieces, found)
+    n_own = int(np.count_nonzero(grown.mask))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a piece past the guard is simply not taken
+        more = grow(image, np.asarray(firsts, int).reshape(-1, 3) + lo, low=level, high=high, region=region,
+                    spacing=sp, connectivity=grown.connectivity,
+                    max_volume_ml=FRAGMENT_LIMIT * n_own * float(np.prod(sp)) / 1000.0)
+    mask = grown.mask | more.mask
+    n = int(np.count_nonzero(mask))
+    if n > FRAGMENT_LIMIT * n_own or any(more.leaked):
+        return grown
     return GrowResult(mask=mask, seed_labels=mask.astype(np.int32), seeds=grown.seeds, voxels=(n,),
                       leaked=grown.leaked, below=grown.below, low=grown.low, high=grown.high,
                       spacing=grown.spacing, connectivity=grown.connectivity, bbox=_bbox(mask))
@@ -386,7 +401,8 @@ def grow_without_leaks(
                            "volume_ml_at_low": None if not vols or not np.isfinite(vols[0]) else vols[0] * voxel_ml})
     _share_leaks(img, pts, levels, first, low, step, steps, conn)
     # final grow, one seed at a time at its own level (first seed wins where regions overlap)
-    grown = [grow(img, p, low=lv["level"], **kw) for p, lv in zip(pts, levels)]
+    grown = [grow(img, p, low=lv["level"], **kw) if lv.get("separated", True) else _nothing(img.shape, p, sp, conn)
+             for p, lv in zip(pts, levels)]
     if fragment_gap_mm:
         grown = [with_fragments(img, g, p, level=lv["level"], high=high, region=reg, spacing=sp, gap_mm=fragment_gap_mm)
                  for g, p, lv in zip(grown, pts, levels)]

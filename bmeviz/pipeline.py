@@ -307,7 +307,14 @@ def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
         result, levels = grow_without_leaks(image, seed_idx, low=thr.value, high=opts.upper, step=ref_sigma / 4,
                                             jump=opts.leak_jump, fragment_gap_mm=opts.fragment_gap_mm, **guard)
         for lv in levels:
-            if lv["raised_by_steps"]:
+            if lv.get("separated") is False:
+                i = lv["seed"] - 1
+                notes.append(Note(
+                    f"seed {i + 1} (the {ordinal(i + 1)} click) lies in a large faint region that leaked at the "
+                    f"threshold {thr.value:.4g} (with the lesions of seeds {', '.join(map(str, lv['shared_from']))}) "
+                    f"and is too faint to be separated from it: nothing grown; click the brighter part of its "
+                    f"lesion", code="leak-shared", seed=i + 1))
+            elif lv["raised_by_steps"]:
                 i = lv["seed"] - 1
                 size = ("past the leak guard" if lv["volume_ml_at_low"] is None
                         else f"{lv['volume_ml_at_low']:.3g} mL")
@@ -334,7 +341,7 @@ def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
             note = Note(text, code="below-threshold", seed=i + 1)
             notes.append(note)
             warn(note)
-        if leaked:
+        if leaked and not any(n.code == "leak-shared" and n.seed == i + 1 for n in notes):
             notes.append(Note(f"{where} hit the leak guard", code="leak-guard", seed=i + 1))
     return result.mask, result, notes
 

@@ -6,10 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import shared
+from helpers import axial_affine, shared
 from scipy import ndimage as ndi
 
-from bmeviz import BmevizWarning, load
+from bmeviz import BmevizWarning, Volume, load
 from bmeviz.data import make_phantom
 from bmeviz.edge import refine_half_max
 from bmeviz.lesions import label
@@ -151,3 +151,51 @@ def test_a_seed_that_leaks_through_a_thin_bridge_grows_its_lesion_only():
     img[4, 20:30, 15] = 100
     alone, lv = grow_without_leaks(img, seed, low=120, step=4.0, jump=3.0)
     assert lv[0]["raised_by_steps"] == 0 and np.array_equal(alone.mask, grow(img, seed, low=120).mask)
+
+
+def test_seeds_in_one_leaked_region_share_its_leak():
+    """A leak is a property of the region, not of the click. Lesion 1 is bridged to a faint slab
+    and finds the collapse itself; lesion 2 fades gradually into the slab, so on its own its
+    region never collapses and it would keep the slab; seed 3 lies in the slab itself."""
+    from bmeviz.clicks import grow_without_leaks
+    from bmeviz.grow import grow
+
+    rng = np.random.default_rng(7)
+    img = rng.normal(100, 2, (12, 60, 60))
+    img[:, 50:60, :] = 125  # the slab, 7200 voxels
+    img[2:6, 5:15, 5:15] = 200  # lesion 1
+    img[4, 15:50, 10] = 140  # its one-voxel bridge to the slab
+    img[:, 30:50, 30:50] = np.linspace(180, 126, 20)[:, None]  # lesion 2, a ramp into the slab
+    seeds = [(3, 8, 8), (3, 31, 40), (3, 55, 5)]
+    alone, lv = grow_without_leaks(img, seeds[1], low=120, step=4.0, jump=3.0)
+    assert lv[0]["raised_by_steps"] == 0 and alone.mask[:, 50:60].all()  # alone it keeps the slab
+    res, levels = grow_without_leaks(img, seeds, low=120, step=4.0, jump=3.0)
+    assert levels[0]["raised_by_steps"] > 0 and "shared_from" not in levels[0]
+    assert levels[1]["shared_from"] == [1] and levels[1]["separated"] and levels[1]["level"] == 128
+    assert levels[2]["separated"] is False and res.leaked[2] and res.voxels[2] == 0
+    assert not res.mask[:, 50:60, :].any()  # no seed keeps the slab
+    assert res.mask[3, 8, 8] and res.mask[3, 31, 40] and res.mask[:, 30:49, 30:50].all()
+    assert grow(img, seeds[1], low=128).mask.sum() == res.voxels[1]
+
+
+def test_every_click_in_a_fragmented_faint_lesion_gives_the_same_outline():
+    """A faint lesion that is, at the threshold, pieces one voxel apart: each click used to grow
+    only its own piece; with fragment_gap_mm every click grows the whole lesion."""
+    rng = np.random.default_rng(3)
+    shape = (6, 64, 64)
+    img = rng.normal(100, 4, shape).astype(np.float32)
+    region = np.zeros(shape, bool)
+    region[:, 4:60, 4:60] = True
+    img[1:5, 20:40, 20:40] = 160  # the lesion ...
+    img[1:5, 20:40, 29] = 110  # ... cut into two pieces by a dark line one voxel wide
+    img[1:5, 30, 20:40] = 110  # ... and into four
+    ref = np.zeros(shape, bool)
+    ref[:, 45:58, 5:58] = True
+    vol = Volume(img, axial_affine(spacing=(3.0, 0.6, 0.6)))
+    clicks = [(2, 24, 24), (3, 35, 35), (2, 24, 35), (3, 35, 24)]
+    outs = [segment(vol, reference=ref, region=region, seeds=[c]).mask for c in clicks]
+    for m in outs[1:]:
+        assert np.array_equal(m, outs[0])
+    assert outs[0].sum() >= 0.95 * 4 * 19 * 19
+    off = [segment(vol, reference=ref, region=region, seeds=[c], fragment_gap_mm=None).mask for c in clicks]
+    assert off[0].sum() < 0.3 * outs[0].sum() and not np.array_equal(off[0], off[1])
