@@ -44,7 +44,7 @@ from .grow import confidence_grow, grow, grow_all
 from .io import load
 from .lesions import clean, lesion_table
 from .options import DEFAULTS, Q3_IQR_K, REGION_MIN_CONTRAST_SD, SegmentOptions, mode_defaults
-from .reference import MIN_VOXELS, auto_reference, clean_reference, robust_sigma
+from .reference import MIN_VOXELS, auto_reference_cached, clean_reference, marrow_near_point, robust_sigma
 from .result import Note, Result
 from .threshold import compute_threshold, sphere_mask
 from .geometry import grid_notes, mask_onto
@@ -177,13 +177,15 @@ def _reference(image, reference, volume, region_mask, opts: SegmentOptions, spac
                 "reference is required without a region: a mask of normal marrow, or a point in normal marrow "
                 "with a radius (CLI: --reference MASK or --reference-point Z,Y,X --reference-radius-mm R); "
                 "reference='auto' finds normal marrow inside region= (CLI: --region MASK --reference auto)")
-        auto = auto_reference(image, region=region_mask, spacing=spacing)
-        return auto.mask, {"kind": "auto", "voxels": auto.voxels, "robust": auto.info}
+        auto = auto_reference_cached(image, region_mask, spacing)
+        return auto.mask.copy(), {"kind": "auto", "voxels": auto.voxels, "robust": dict(auto.info)}
     ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=radius_mm)
     if ref_info["kind"] == "sphere" and opts.robust_reference and region_mask is not None and opts.reference_search_mm:
-        near = _marrow_near_point(image, ref_info, volume, region_mask, opts, spacing)
+        near = marrow_near_point(image, ref_info["point"], region=region_mask, spacing=spacing,
+                                 search_mm=max(float(opts.reference_search_mm), float(ref_info["radius_mm"])))
         if near is not None:
-            return near
+            return near.mask, {**ref_info, "voxels_given": ref_info["voxels"], "voxels": near.voxels,
+                               "search_mm": near.info["search_mm"], "robust": near.info}
         ref_info = {**ref_info, "search": f"fewer than {MIN_VOXELS} automatic-reference voxels within "
                     f"{opts.reference_search_mm:g} mm of the point: its ball was used, cleaned"}
     if opts.robust_reference:
@@ -192,38 +194,6 @@ def _reference(image, reference, volume, region_mask, opts: SegmentOptions, spac
         ref_info = {**ref_info, "voxels_given": ref_info["voxels"], "voxels": cleaned.voxels, "robust": cleaned.info}
         ref_mask = cleaned.mask
     return ref_mask, ref_info
-
-
-#: A point reference needs this many voxels of the automatic reference's marrow near it
-#: (about 0.6 mL on the SIJ protocol); with fewer, the normal marrow is looked for near the
-#: point alone (the dominant marrow mode of the region within the search distance).
-NEAR_POINT_VOXELS = 500
-
-
-def _marrow_near_point(image, ref_info: dict, volume, region_mask, opts: SegmentOptions, spacing):
-    """A point reference as the normal marrow near the point: the automatic reference's
-    marrow within ``reference_search_mm`` (at least the point's radius); where it has too
-    few voxels there (marrow brightness drifts across a STIR field of view), the automatic
-    reference of the region within that distance. None (the ball is used, cleaned) when
-    neither has MIN_VOXELS voxels."""
-    radius = max(float(opts.reference_search_mm), float(ref_info["radius_mm"]))
-    ball = sphere_mask(volume.shape, np.asarray(ref_info["point"]), radius, spacing=spacing)
-    auto = auto_reference(image, region=region_mask, spacing=spacing)
-    mask, how = ball & auto.mask, "automatic reference near the point"
-    if np.count_nonzero(mask) < NEAR_POINT_VOXELS:
-        local_region = ball & region_mask
-        if np.count_nonzero(local_region) < MIN_VOXELS:
-            return None
-        try:
-            auto = auto_reference(image, region=local_region, spacing=spacing)
-        except ParameterError:
-            return None
-        mask, how = auto.mask, "automatic reference of the region near the point"
-    voxels = int(np.count_nonzero(mask))
-    if voxels < MIN_VOXELS:
-        return None
-    return mask, {**ref_info, "voxels_given": ref_info["voxels"], "voxels": voxels, "search_mm": radius,
-                  "robust": {**auto.info, "method": how, "search_mm": radius, "voxels": voxels}}
 
 
 def _threshold(image, ref_mask, region_mask, opts: SegmentOptions):
