@@ -194,6 +194,8 @@ class Session:
         self.warnings: tuple[str, ...] = ()  # what it warned about (seeds numbered from 1)
         self._threshold = None
         self._threshold_error: str | None = None
+        #: How the current threshold's reference was made (segment()'s provenance "reference").
+        self.reference_info: dict | None = None
         empty = np.zeros(volume.shape, np.int32)
         self._history = [_Step((), empty, None, None, False, "start")]
         self._at = 0
@@ -327,8 +329,8 @@ class Session:
             from .pipeline import reference_threshold  # segment()'s own path: preview = outline
 
             try:
-                _, _, self._threshold = reference_threshold(self.volume, reference=self._reference_arg(),
-                                                            region=self.region, **self.options)
+                _, self.reference_info, self._threshold = reference_threshold(
+                    self.volume, reference=self._reference_arg(), region=self.region, **self.options)
                 self._threshold_error = None
             except BmevizError as exc:
                 self._threshold_error = str(exc)

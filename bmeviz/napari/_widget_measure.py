@@ -163,6 +163,10 @@ class MeasureMixin:
         st = thr.stats
         where = (f"ball of {s.options['reference_radius_mm']:g} mm at voxel {list(s.reference_point)}"
                  if s.reference_point is not None else repr(s.reference_name))
+        robust = (s.reference_info or {}).get("robust") or {}
+        if s.reference_point is not None and str(robust.get("method", "")).startswith("automatic reference"):
+            where = (f"normal marrow within {robust.get('search_mm', 0):g} mm of the point at voxel "
+                     f"{list(s.reference_point)} (the {robust['method']})")
         self.stats_label.setText(
             f"{where}: {st.n} voxels; mean {_fmt(st.mean)}, SD {_fmt(st.sd)}, median {_fmt(st.median)}, "
             f"Q3 {_fmt(st.q3)}, IQR {_fmt(st.iqr)}, max {_fmt(st.max)}"
