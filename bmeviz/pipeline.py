@@ -345,7 +345,8 @@ def _seed_lesions(mask: np.ndarray, seed_labels: np.ndarray | None, connectivity
         return mask
     lab = label(mask, connectivity=connectivity)
     on = mask & (seed_labels > 0)
-    pairs = np.unique(np.stack([seed_labels[on], lab[on]], axis=1), axis=0)
+    key = np.unique(seed_labels[on].astype(np.int64) * (1 << 32) + lab[on])  # (seed, component) pairs
+    pairs = np.stack([key >> 32, key & ((1 << 32) - 1)], axis=1)
     if len(pairs) == len(np.unique(pairs[:, 0])):
         return mask  # every seed's voxels are one component: nothing to join
     parent = np.arange(int(lab.max()) + 1)
@@ -364,8 +365,12 @@ def _seed_lesions(mask: np.ndarray, seed_labels: np.ndarray | None, connectivity
             if r != r0:
                 parent[max(r, r0)] = min(r, r0)
                 r0 = min(r, r0)
-    roots = np.array([root(i) for i in range(len(parent))])
-    return roots[lab].astype(np.int32)
+    while True:  # every label to its root, vectorised
+        nxt = parent[parent]
+        if np.array_equal(nxt, parent):
+            break
+        parent = nxt
+    return parent[lab].astype(np.int32)
 
 
 def _clean(image, mask, box, region_mask, opts: SegmentOptions, spacing, *, min_volume_mm3, min_slices,
