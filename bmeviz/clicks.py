@@ -1,6 +1,6 @@
 """Clicks: how a user's seeds become lesions whoever clicks.
 
-:func:`snap_seeds` moves a click that just misses a lesion's above-threshold voxels onto
+:func:`climb_seeds` brings every click of a lesion to its top; :func:`snap_seeds` moves a click that just misses a lesion's above-threshold voxels onto
 the brightest voxel near it; :func:`grow_without_leaks` grows each seed at the level
 where its region stops leaking into large faint structures; :func:`ordinal` numbers
 clicks as users count them. :func:`bmeviz.segment` uses all three (docs/reference.md).
@@ -17,7 +17,7 @@ import numpy as np
 from .errors import ParameterError
 from .grow import GrowResult, _ball, _bbox, _check_number, _in_range, _region_crop, _resolve, grow
 
-__all__ = ["climb_seeds", "snap_seeds", "grow_without_leaks", "with_fragments", "ordinal", "LEAK_STEPS"]
+__all__ = ["climb_seeds", "snap_seeds", "grow_without_leaks", "with_fragments", "join_seed_components", "ordinal", "LEAK_STEPS"]
 
 
 def ordinal(n: int) -> str:
@@ -325,6 +325,51 @@ def with_fragments(image: np.ndarray, grown: GrowResult, seed: np.ndarray, *, le
     return GrowResult(mask=mask, seed_labels=mask.astype(np.int32), seeds=grown.seeds, voxels=(n,),
                       leaked=grown.leaked, below=grown.below, low=grown.low, high=grown.high,
                       spacing=grown.spacing, connectivity=grown.connectivity, bbox=_bbox(mask))
+
+
+def join_seed_components(mask: np.ndarray, seed_labels: np.ndarray | None, connectivity: int = 26) -> np.ndarray:
+    """Lesions: the connected components of ``mask``, with the components one seed grew
+    (its lesion and the fragments :func:`with_fragments` gave it; voxels
+    ``seed_labels == i + 1``) joined into one lesion: one click, one lesion. Returns an
+    int32 label image for :func:`bmeviz.lesions.clean`, or ``mask`` itself when no seed joins anything.
+
+    >>> m = np.zeros((1, 1, 7), bool); m[0, 0, [0, 1, 3, 6]] = True
+    >>> s = np.zeros(m.shape, np.int32); s[0, 0, [0, 1, 3]] = 1; s[0, 0, 6] = 2
+    >>> join_seed_components(m, s)[0, 0].tolist()
+    [1, 1, 0, 1, 0, 0, 3]
+    """
+    if seed_labels is None or not mask.any():
+        return mask
+    from .lesions import label
+
+    lab = label(mask, connectivity=connectivity)
+    on = mask & (seed_labels > 0)
+    key = np.unique(seed_labels[on].astype(np.int64) * (1 << 32) + lab[on])  # (seed, component) pairs
+    pairs = np.stack([key >> 32, key & ((1 << 32) - 1)], axis=1)
+    if len(pairs) == len(np.unique(pairs[:, 0])):
+        return mask  # every seed's voxels are one component: nothing to join
+    parent = np.arange(int(lab.max()) + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for s in np.unique(pairs[:, 0]):
+        comps = pairs[pairs[:, 0] == s, 1]
+        r0 = root(int(comps[0]))
+        for c in comps[1:]:
+            r = root(int(c))
+            if r != r0:
+                parent[max(r, r0)] = min(r, r0)
+                r0 = min(r, r0)
+    while True:  # every label to its root, vectorised
+        nxt = parent[parent]
+        if np.array_equal(nxt, parent):
+            break
+        parent = nxt
+    return parent[lab].astype(np.int32)
 
 
 #: grow_without_leaks: levels tried above ``low`` (in units of ``step``).

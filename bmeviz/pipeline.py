@@ -39,10 +39,10 @@ from ._arrays import bbox, pad_box, parse_triple
 from ._jsonable import jsonable
 from .edge import _keep_components_reaching, drop_low_contrast, refine_half_max
 from .errors import ParameterError, warn
-from .clicks import climb_seeds, grow_without_leaks, ordinal, snap_seeds
+from .clicks import climb_seeds, grow_without_leaks, join_seed_components, ordinal, snap_seeds
 from .grow import confidence_grow, grow, grow_all
 from .io import load
-from .lesions import clean, label, lesion_table
+from .lesions import clean, lesion_table
 from .options import DEFAULTS, Q3_IQR_K, REGION_MIN_CONTRAST_SD, SegmentOptions, mode_defaults
 from .reference import MIN_VOXELS, auto_reference_cached, clean_reference, marrow_near_point, robust_sigma
 from .result import Note, Result
@@ -337,47 +337,11 @@ def _clean_box(volume: Volume, mask, grow_result, thr, opts: SegmentOptions) -> 
     return bbox(mask, margin=1)
 
 
-def _seed_lesions(mask: np.ndarray, seed_labels: np.ndarray | None, connectivity: int) -> np.ndarray:
-    """Lesions on a box: the connected components of ``mask``, with the components one seed
-    grew (its lesion and the fragments :func:`bmeviz.clicks.with_fragments` gave it) joined
-    into one lesion: one click, one lesion. A bool mask when no seed joins anything."""
-    if seed_labels is None or not mask.any():
-        return mask
-    lab = label(mask, connectivity=connectivity)
-    on = mask & (seed_labels > 0)
-    key = np.unique(seed_labels[on].astype(np.int64) * (1 << 32) + lab[on])  # (seed, component) pairs
-    pairs = np.stack([key >> 32, key & ((1 << 32) - 1)], axis=1)
-    if len(pairs) == len(np.unique(pairs[:, 0])):
-        return mask  # every seed's voxels are one component: nothing to join
-    parent = np.arange(int(lab.max()) + 1)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for s in np.unique(pairs[:, 0]):
-        comps = pairs[pairs[:, 0] == s, 1]
-        r0 = root(int(comps[0]))
-        for c in comps[1:]:
-            r = root(int(c))
-            if r != r0:
-                parent[max(r, r0)] = min(r, r0)
-                r0 = min(r, r0)
-    while True:  # every label to its root, vectorised
-        nxt = parent[parent]
-        if np.array_equal(nxt, parent):
-            break
-        parent = nxt
-    return parent[lab].astype(np.int32)
-
-
 def _clean(image, mask, box, region_mask, opts: SegmentOptions, spacing, *, min_volume_mm3, min_slices,
            seed_labels=None):
     """The lesion labels on ``box``: small/thin lesions dropped, holes filled if asked
     (filled holes stay inside the region and never take missing (NaN) voxels)."""
-    lesions = _seed_lesions(mask[box], None if seed_labels is None else seed_labels[box], opts.connectivity)
+    lesions = join_seed_components(mask[box], None if seed_labels is None else seed_labels[box], opts.connectivity)
     sub = clean(lesions, spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
                 fill_holes=opts.fill_holes, connectivity=opts.connectivity)
     if opts.fill_holes:
