@@ -302,11 +302,20 @@ def with_fragments(image: np.ndarray, grown: GrowResult, seed: np.ndarray, *, le
     found = np.flatnonzero(keep)
     if not found.size:
         return grown
-    # each piece whole (one may go on beyond the search box): grown from one of its voxels
-    firsts = ndi.minimum_position(np.arange(pieces.size).reshape(pieces.shape), pieces, found)
     n_own = int(np.count_nonzero(grown.mask))
     budget = FRAGMENT_LIMIT * n_own * float(np.prod(sp)) / 1000.0
     mask = grown.mask.copy()
+    # a piece that does not reach a face of the box (where the box is not the image's edge) is
+    # whole already; one that does may go on beyond it and is grown whole from one of its voxels
+    inner = np.zeros(keep.shape, bool)
+    inner[found] = True
+    for ax in range(3):
+        for side, at_edge in ((0, lo[ax] == 0), (-1, hi[ax] == image.shape[ax])):
+            if not at_edge:
+                inner[np.unique(np.take(pieces, [side], axis=ax))] = False
+    mask[box] |= inner[pieces]
+    outer = found[~inner[found]]
+    firsts = ndi.minimum_position(np.arange(pieces.size).reshape(pieces.shape), pieces, outer) if outer.size else []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a piece past the guard is simply not taken
         for first in np.asarray(firsts, int).reshape(-1, 3) + lo:
