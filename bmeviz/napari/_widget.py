@@ -417,8 +417,7 @@ class BMEWidget(MeasureMixin, FilesMixin, QWidget):
         if role == _ROLE_REF_USED:
             rgbc = {None: "transparent", 0: "transparent", 1: COLORS["reference"]}
             layer = self.viewer.add_labels(np.zeros(self._volume.shape, np.uint8), colormap=rgbc,
-                                           name=self._unique("BME reference (used)"), opacity=0.5, **common)
-            layer.contour = 1 if self.viewer.dims.ndisplay == 2 else 0
+                                           name=self._unique("BME reference (used)"), opacity=0.45, **common)
             layer.editable = False
             return layer
         if role == _ROLE_DRAWN:
