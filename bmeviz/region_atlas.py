@@ -10,9 +10,12 @@ Per atlas (all on intensities normalised by the 99th percentile):
 
 1. Start: the atlas's own clicks (the deepest bright point of each bone of its region,
    found automatically) are shifted onto the user's clicks (centre onto centre), with
-   the rotation between the two scans' image frames.
+   the rotation between the two scans' image frames; an exhaustive search of
+   translations (+-15 mm in-plane in 5 mm steps, +-one slice) and in-plane rotations
+   (-6, 0, +6 degrees) picks the best start, so the result depends less on where exactly
+   the user clicked.
 2. Rigid, then affine registration (Mattes mutual information, sampled within
-   ``metric_mm`` of the clicks, multi-resolution ``shrink``).
+   ``metric_mm`` of the clicks, on the image shrunk by ``shrink``).
 3. Ranking: the normalised cross-correlation between the warped atlas T1 and the
    scan within the warped region widened by ``rank_mm``; it needs no truth on the scan.
    Only the ``n_best`` best continue.
@@ -54,6 +57,9 @@ ATLAS_PARAMS: dict[str, Any] = {
     "metric_mm": 70.0,  # registration metric sampled within this distance of the clicks
     "shrink": (4,),  # shrink factors of the rigid/affine stages (one coarse level; (4, 2) took 2x longer, no gain on 1013)
     "iterations": 60,  # per stage and level
+    "search_mm": (15.0, 15.0, 6.6),  # exhaustive translation search around the start (x, y, z LPS mm) ...
+    "search_step_mm": 5.0,  # ... in these steps (z: 1 step each side), before the rigid stage
+    "search_deg": 6.0,  # ... and in-plane rotations by -this, 0, +this degrees
     "sampling": 0.2,  # fraction of the metric voxels sampled
     "rank_mm": 5.0,  # the warped region widened by this much is where the ranking correlation is computed
     "demons_shrink": (4, 4, 1),  # demons on the image shrunk by (column, row, slice)
@@ -90,7 +96,7 @@ def _load_pair(name: str, image_path: Path, region_path: Path) -> Atlas:
                              f"<id>{IMAGE_SUFFIX}.nii.gz needs <id>{REGION_SUFFIX}.nii.gz beside it)")
     key = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in (image_path, region_path))
     if key in _CACHE:
-        return _CACHE[key]
+        return _CACHE[key]._replace(name=name)
     vols = []
     for p in (image_path, region_path):
         try:
@@ -251,9 +257,18 @@ def _stage(sitk, F, M, init, kind: str, mask, p: dict):
     R.SetShrinkFactorsPerLevel(shrink)
     R.SetSmoothingSigmasPerLevel([0.5 * s for s in shrink])
     R.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    R.SetOptimizerAsRegularStepGradientDescent(2.0, 1e-3, int(p["iterations"]), relaxationFactor=0.6)
-    R.SetOptimizerScalesFromPhysicalShift()
-    if kind == "rigid":
+    if kind == "search":  # a coarse grid of translations and in-plane rotations: the best start
+        step = float(p["search_step_mm"])
+        n = [int(round(v / step)) if i < 2 else (1 if v > 0 else 0) for i, v in enumerate(p["search_mm"])]
+        deg = float(p["search_deg"])
+        R.SetOptimizerAsExhaustive([0, 0, 1 if deg > 0 else 0, *n], stepLength=1.0)
+        R.SetOptimizerScales([1.0, 1.0, np.deg2rad(deg) or 1.0, step, step, float(p["search_mm"][2]) or 1.0])
+        R.SetShrinkFactorsPerLevel([shrink[0]])
+        R.SetSmoothingSigmasPerLevel([0.5 * shrink[0]])
+    else:
+        R.SetOptimizerAsRegularStepGradientDescent(2.0, 1e-3, int(p["iterations"]), relaxationFactor=0.6)
+        R.SetOptimizerScalesFromPhysicalShift()
+    if kind in ("rigid", "search"):
         t = sitk.Euler3DTransform()
         t.SetCenter(init.GetCenter())
         m = np.array(init.GetMatrix()).reshape(3, 3)
@@ -356,7 +371,8 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
             init.SetMatrix((np.array(M.GetDirection()).reshape(3, 3) @ df.T).ravel().tolist())
             init.SetTranslation((pm - pf).tolist())
             try:
-                rig = _stage(sitk, F, M, init, "rigid", fmask, p)
+                start = _stage(sitk, F, M, init, "search", fmask, p) if p["search_mm"] else init
+                rig = _stage(sitk, F, M, start, "rigid", fmask, p)
                 aff = _stage(sitk, F, M, rig, "affine", fmask, p)
             except RuntimeError as exc:  # ITK: too few samples (the images do not overlap), etc.
                 ranked.append({"name": a.name, "ncc": -1.0, "error": str(exc).splitlines()[-1][:200],

@@ -25,7 +25,7 @@ from helpers import shared
 pytest.importorskip("SimpleITK")
 
 TARGET = "1013"
-ATLASES = ("1007", "4386", "2014")
+ATLASES = ("1007", "4386", "2014", "1234")  # 4 others; the 3 best after the affine ranking are fused
 
 
 def _dice(a, b) -> float:
@@ -90,7 +90,8 @@ def test_leave_one_out_beats_the_classical_outline(target, first_user):
     assert res.mask.shape == stir.shape and np.allclose(res.mask.affine, stir.affine)
     assert res.info["method"] == "atlas"
     assert sorted(res.info["excluded"]) == [TARGET, "9999"]  # same id; same voxel data under another id
-    assert sorted(res.info["atlases"]) == sorted(ATLASES)
+    assert len(res.info["atlases"]) == 3 and set(res.info["atlases"]) <= set(ATLASES)
+    assert [r["name"] for r in res.info["ranking"]][-1] == "1234"  # unscaled intensities, another pelvis: last
     assert all(m[tuple(s)] for s in seeds)
     d_atlas, d_classical = _dice(m, manual), _dice(classical.mask.array, manual)
     assert d_atlas >= 0.62
@@ -100,13 +101,13 @@ def test_leave_one_out_beats_the_classical_outline(target, first_user):
 
 def test_second_user_clicks_barely_move_the_atlas_region(target, first_user):
     """A second user's clicks (random points at least half as deep in each bone): measured
-    agreement 0.9 with the first user's region; floor 0.80."""
+    agreement 0.83 with the first user's region (Dice vs manual 0.68); floors 0.75 and 0.60."""
     t1, manual, stir = target
     _, res, _ = first_user
     pairs = [(bmeviz.load(_paths(s)[0]), bmeviz.load(_paths(s)[1])) for s in ATLASES]
     res2 = region_from_seeds(t1, seeds=_clicks(t1, manual, perturb=int(TARGET)), on=stir, atlas=pairs)
     assert len(res2.info["atlases"]) == 3 and not res2.info["excluded"]
-    assert _dice(res2.mask.array, res.mask.array) >= 0.80
+    assert _dice(res2.mask.array, res.mask.array) >= 0.75
     assert _dice(res2.mask.array, manual) >= 0.60
 
 
@@ -165,6 +166,6 @@ def test_cli_atlas_writes_on_the_fluid_grid(tmp_path, capsys, target):
     assert _dice(np.asarray(img.dataobj).transpose(2, 1, 0) > 0, manual) >= 0.55
     bad = tmp_path / "none"
     bad.mkdir()
-    assert main([*argv[:-5], "--atlas", str(bad), "--out", str(tmp_path / "x.nii.gz")]) == 2
+    assert main([*argv[:-6], "--atlas", str(bad), "--out", str(tmp_path / "x.nii.gz")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bmeviz: error:") and str(bad) in err and not (tmp_path / "x.nii.gz").exists()
