@@ -69,8 +69,9 @@ def test_region_widget_with_an_atlas_folder(make_napari_viewer_proxy, qtbot, err
     pytest.importorskip("SimpleITK")
     viewer, widget, t1, stir, marrow = _viewer_with_scans(make_napari_viewer_proxy)
     other, other_marrow = make_t1(seed=3)  # another "patient": same anatomy, other noise
-    shifted = bmeviz.Volume(other.array, other.affine.copy(), other.metadata)
-    shifted.affine[:3, 3] += (2.0, -1.5, 0.0)  # lying 2.5 mm elsewhere
+    moved = other.affine.copy()
+    moved[:3, 3] += (2.0, -1.5, 0.0)  # lying 2.5 mm elsewhere
+    shifted = bmeviz.Volume(other.array, moved, other.metadata)
     bmeviz.io.save_volume(shifted, tmp_path / "p1_T1W.nii.gz")
     bmeviz.io.save_mask(other_marrow, shifted, tmp_path / "p1_disease_region.nii.gz")
     widget.atlas_edit.setText(str(tmp_path))
