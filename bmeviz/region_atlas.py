@@ -10,10 +10,10 @@ Per atlas (all on intensities normalised by the 99th percentile):
 
 1. Start: the atlas's own clicks (the deepest bright point of each bone of its region,
    found automatically) are shifted onto the user's clicks (centre onto centre), with
-   the rotation between the two scans' image frames; an exhaustive search of
-   translations (+-15 mm in-plane in 5 mm steps, +-one slice) and in-plane rotations
-   (-6, 0, +6 degrees) picks the best start, so the result depends less on where exactly
-   the user clicked.
+   the rotation between the two scans' image frames; an exhaustive search (one SimpleITK
+   run, about 1 s) of translations (LPS x and y +-15 mm in 5 mm steps, z +-6.6 mm) and
+   rotations about LPS z (-6, 0, +6 degrees; the SIJ scans here are near-axial, so that is
+   about the slice normal) picks the start of best mutual information.
 2. Rigid, then affine registration (Mattes mutual information, sampled within
    ``metric_mm`` of the clicks, on the image shrunk by ``shrink``).
 3. Ranking: the normalised cross-correlation between the warped atlas T1 and the
@@ -28,8 +28,8 @@ holes are filled slice by slice.
 
 Atlases are given as a folder of ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz``,
 a CSV manifest with ``image,region`` columns (paths relative to the CSV), or a list of
-``(Volume, mask)`` pairs. The scan itself is never used as its own atlas (same id in the
-file name, or the same voxel data).
+``(Volume, mask)`` pairs. The scan itself is never used as its own atlas: an atlas with
+the scan's id (its file name without ``_T1W``), its file, or its voxel data is left out.
 
 Measured on 7 SIJ scans, leave-one-out, in ``docs/region.md``: better than the classical
 outline on most scans but far from a drawn region; registration of other patients on 25
@@ -57,10 +57,12 @@ ATLAS_PARAMS: dict[str, Any] = {
     "metric_mm": 70.0,  # registration metric sampled within this distance of the clicks
     "shrink": (4,),  # shrink factors of the rigid/affine stages (one coarse level; (4, 2) took 2x longer, no gain on 1013)
     "iterations": 60,  # per stage and level
-    "search_mm": (15.0, 15.0, 6.6),  # exhaustive translation search around the start (x, y, z LPS mm) ...
-    "search_step_mm": 5.0,  # ... in these steps (z: 1 step each side), before the rigid stage
+    "search_mm": (15.0, 15.0, 6.6),  # exhaustive search around the start: LPS x, y, z (mm) ...
+    "search_step_mm": 5.0,  # ... in these steps (z: one step of search_mm[2] each side), before the rigid stage
     "search_deg": 6.0,  # ... and in-plane rotations by -this, 0, +this degrees
     "sampling": 0.2,  # fraction of the metric voxels sampled
+    "seed": 0,  # of the metric sampling; 0 = a new sample every run (not repeatable: see docs/region.md).
+    # Fixed seeds (1, 7) made even a shifted copy of the scan fail to register (SimpleITK 2.x), so 0 it is.
     "rank_mm": 5.0,  # the warped region widened by this much is where the ranking correlation is computed
     "demons_shrink": (4, 4, 1),  # demons on the image shrunk by (column, row, slice)
     "demons_iterations": 50,
@@ -76,11 +78,13 @@ _NII = (".nii.gz", ".nii")
 
 
 class Atlas(NamedTuple):
-    """One atlas: a name (file id), the T1 Volume and its bool region on the same grid."""
+    """One atlas: a name (file id), the T1 Volume, its bool region on the same grid, and the
+    image file (resolved; None for an atlas given as a Volume)."""
 
     name: str
     image: Volume
     region: np.ndarray
+    path: str | None = None
 
 
 # ----------------------------------------------------------------------------- loading
@@ -112,7 +116,7 @@ def _load_pair(name: str, image_path: Path, region_path: Path) -> Atlas:
     mask = np.asarray(region.array) > 0
     if not mask.any():
         raise ParameterError(f"atlas region {region_path} is empty")
-    atlas = Atlas(name, image, mask)
+    atlas = Atlas(name, image, mask, str(image_path.resolve()))
     if len(_CACHE) > 32:
         _CACHE.clear()
     _CACHE[key] = atlas
@@ -197,16 +201,24 @@ def load_atlases(atlas: Any) -> list[Atlas]:
     return out
 
 
-def _target_id(volume: Volume) -> str | None:
-    files = volume.metadata.get("source_files") or []
-    if not files:
-        return None
-    name = _strip(Path(str(files[0])).name)
-    return name.split("_")[0] if "_" in name else name
+def _target_keys(volume: Volume) -> tuple[set[str], set[str]]:
+    """The scan's ids (file name without extension, and without ``_T1W``) and resolved files."""
+    ids, files = set(), set()
+    for f in volume.metadata.get("source_files") or []:
+        path = Path(str(f))
+        stem = _strip(path.name)
+        ids.add(stem[: -len(IMAGE_SUFFIX)] if stem.endswith(IMAGE_SUFFIX) else stem)
+        try:
+            files.add(str(path.resolve()))
+        except OSError:
+            pass
+    return ids, files
 
 
-def _is_target(atlas: Atlas, volume: Volume, target_id: str | None) -> bool:
-    if target_id is not None and atlas.name.split("_")[0] == target_id:
+def _is_target(atlas: Atlas, volume: Volume, keys: tuple[set[str], set[str]]) -> bool:
+    """The atlas is the scan itself: the same id, the same file, or the same voxel data."""
+    ids, files = keys
+    if atlas.name in ids or (atlas.path is not None and atlas.path in files):
         return True
     if atlas.image.shape != volume.shape or not np.allclose(atlas.image.affine, volume.affine, atol=1e-3):
         return False
@@ -250,7 +262,7 @@ def _stage(sitk, F, M, init, kind: str, mask, p: dict):
     R = sitk.ImageRegistrationMethod()
     R.SetMetricAsMattesMutualInformation(32)
     R.SetMetricSamplingStrategy(R.RANDOM)
-    R.SetMetricSamplingPercentage(p["sampling"], seed=0)
+    R.SetMetricSamplingPercentage(p["sampling"], seed=int(p["seed"]))  # 0 = sitkWallClock: a new sample every run
     R.SetMetricFixedMask(mask)
     R.SetInterpolator(sitk.sitkLinear)
     shrink = list(p["shrink"])
@@ -347,8 +359,8 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
         raise ParameterError(f"atlas_best must be at least 1; got {p['n_best']}")
     t0 = time.perf_counter()
     atlases = load_atlases(atlas)
-    tid = _target_id(volume)
-    excluded = [a.name for a in atlases if _is_target(a, volume, tid)]
+    keys = _target_keys(volume)
+    excluded = [a.name for a in atlases if _is_target(a, volume, keys)]
     atlases = [a for a in atlases if a.name not in excluded]
     if not atlases:
         raise ParameterError(f"no atlas left: the only atlas(es) {', '.join(excluded)} are this scan itself")
@@ -407,6 +419,9 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
         touch = _near(volume.shape, volume.spacing, idx, p["touch_mm"])
         keep = np.unique(lab[touch & mask])
         mask = np.isin(lab, keep[keep > 0])
+    if not mask.any():
+        raise ParameterError(f"the regions of the atlases {', '.join(r['name'] for r in chosen)} registered to this "
+                             "scan do not reach the clicks: click deep inside each bone's marrow, or try other atlases")
     for z in range(mask.shape[0]):
         mask[z] = ndi.binary_fill_holes(mask[z])
     info = {

@@ -68,7 +68,7 @@ def test_region_widget_with_an_atlas_folder(make_napari_viewer_proxy, qtbot, err
 
     pytest.importorskip("SimpleITK")
     viewer, widget, t1, stir, marrow = _viewer_with_scans(make_napari_viewer_proxy)
-    other, other_marrow = make_t1(seed=3)  # another "patient": same anatomy, other noise
+    other, other_marrow = t1, marrow  # another "patient": the same anatomy, moved
     moved = other.affine.copy()
     moved[:3, 3] += (2.0, -1.5, 0.0)  # lying 2.5 mm elsewhere
     shifted = bmeviz.Volume(other.array, moved, other.metadata)
@@ -76,7 +76,9 @@ def test_region_widget_with_an_atlas_folder(make_napari_viewer_proxy, qtbot, err
     bmeviz.io.save_mask(other_marrow, shifted, tmp_path / "p1_disease_region.nii.gz")
     widget.atlas_edit.setText(str(tmp_path))
     widget.add_clicks()
-    seed = np.rint(t1.ras_to_index(_seed_mm()[0])).astype(int)
+    from bmeviz.region_atlas import atlas_clicks
+
+    seed = atlas_clicks(t1, marrow)[0]  # deep in the bright marrow, as the widget asks
     viewer.layers["region clicks"].add([list(seed)])
     widget.run()
     assert "registering the atlases" in widget.status.text()
