@@ -1,6 +1,6 @@
 """Clicks: how a user's seeds become lesions whoever clicks.
 
-:func:`snap_seeds` moves a click that just misses a lesion's above-threshold voxels onto
+:func:`climb_seeds` brings every click of a lesion to its top; :func:`snap_seeds` moves a click that just misses a lesion's above-threshold voxels onto
 the brightest voxel near it; :func:`grow_without_leaks` grows each seed at the level
 where its region stops leaking into large faint structures; :func:`ordinal` numbers
 clicks as users count them. :func:`bmeviz.segment` uses all three (docs/reference.md).
@@ -17,7 +17,7 @@ import numpy as np
 from .errors import ParameterError
 from .grow import GrowResult, _ball, _bbox, _check_number, _in_range, _region_crop, _resolve, grow
 
-__all__ = ["climb_seeds", "snap_seeds", "grow_without_leaks", "ordinal", "LEAK_STEPS"]
+__all__ = ["climb_seeds", "snap_seeds", "grow_without_leaks", "with_fragments", "join_seed_components", "ordinal", "LEAK_STEPS"]
 
 
 def ordinal(n: int) -> str:
@@ -132,6 +132,13 @@ def _inside(point: np.ndarray, part: tuple) -> bool:
     return all(0 <= c < n for c, n in zip(local, comp.shape)) and bool(comp[local])
 
 
+def _nothing(shape: tuple, seed: np.ndarray, spacing, connectivity: int) -> GrowResult:
+    """The result of a seed that grows nothing because its region leaked."""
+    return GrowResult(mask=np.zeros(shape, bool), seed_labels=np.zeros(shape, np.int32), seeds=np.asarray([seed]),
+                      voxels=(0,), leaked=(True,), below=(False,), low=float("nan"), high=None,
+                      spacing=tuple(spacing), connectivity=connectivity, bbox=None)
+
+
 def _share_leaks(img: np.ndarray, pts: np.ndarray, levels: list[dict], first: list, low: float, step: float,
                  steps: int, connectivity: int) -> None:
     """A leak is a property of a component, not of a click. A seed that found no collapse
@@ -139,8 +146,8 @@ def _share_leaks(img: np.ndarray, pts: np.ndarray, levels: list[dict], first: li
     in the same component at ``low`` as seeds whose lesions did separate from it is in
     that leaked region too: it is raised to the first level at which its own component no
     longer holds any of those seeds (in place; ``levels[i]["shared_from"]`` names them;
-    ``"separated": False`` when its value ran out first, and it grows at the last level
-    it reached)."""
+    ``"separated": False`` when its value ran out first: it is part of the leaked
+    structure itself, and grows nothing)."""
     collapsed = [k for k, lv in enumerate(levels) if lv["raised_by_steps"]]  # before any is shared
     for i, lv in enumerate(levels):
         if lv["raised_by_steps"] or first[i] is None:
@@ -237,6 +244,143 @@ def climb_seeds(
     return out, moves
 
 
+#: with_fragments: a fragment smaller than this (mm³) is noise of normal marrow, not lesion.
+FRAGMENT_MIN_MM3 = 20.0
+#: with_fragments: fragments are looked for this far (in-plane mm; one slice) around the region.
+FRAGMENT_REACH_MM = 6.0
+#: with_fragments: a region that would grow more than this factor keeps its own voxels only.
+FRAGMENT_LIMIT = 6.0
+
+
+def with_fragments(image: np.ndarray, grown: GrowResult, seed: np.ndarray, *, level: float, high: float | None,
+                   region: np.ndarray | None, spacing, gap_mm: float,
+                   taken: np.ndarray | None = None) -> GrowResult:
+    """One seed's region with the fragments of its lesion that a small gap separates from it.
+
+    A faint lesion is, at the threshold, a few pieces a voxel apart; which piece a click
+    grows depends on where it lands, so two users' outlines of one lesion differ. The
+    above-threshold voxels of the region around the seed's region (``FRAGMENT_REACH_MM``
+    in-plane, one slice) that are joined to it once every piece is widened in-plane by
+    ``gap_mm`` belong to the lesion, piece by piece, when the piece has at least
+    ``FRAGMENT_MIN_MM3`` (specks of normal marrow's bright tail do not). When that would
+    make the region more than ``FRAGMENT_LIMIT`` times larger (it reached another
+    structure), the seed's own region is kept. Pieces of ``taken`` (the regions other
+    seeds grew) are never fragments. Only with a ``region``: without one,
+    joint fluid beside the bone is one gap away from a lesion. Measured on the SIJ development scans with
+    10 simulated users (docs/reference.md): between-user Dice 0.84-0.87 -> 0.86-0.93 on the
+    three scans with faint lesions.
+    """
+    from scipy import ndimage as ndi
+
+    if region is None or grown.bbox is None or grown.leaked[0] or grown.below[0]:
+        return grown  # without a region, fluid next to bone is one gap away from a lesion
+    sp = np.asarray(spacing, float)
+    pad = np.ceil(FRAGMENT_REACH_MM / sp).astype(int)
+    pad[0] = 1
+    lo = np.maximum([b.start for b in grown.bbox] - pad, 0)
+    hi = np.minimum([b.stop for b in grown.bbox] + pad, image.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    cand = _in_range(np.asarray(image[box]), level, high)
+    if region is not None:
+        cand &= _region_crop(region, box)
+    own = grown.mask[box]
+    r = np.maximum(1, np.rint(gap_mm / sp[1:]).astype(int))
+    disk = np.zeros((1, 2 * r[0] + 1, 2 * r[1] + 1), bool)
+    disk[0] = True
+    cube = np.ones((3, 3, 3), bool)
+    joined, _ = ndi.label(ndi.binary_dilation(cand, structure=disk), structure=cube)
+    k = joined[tuple(np.asarray(seed) - lo)]
+    if not k:
+        return grown
+    pieces, _ = ndi.label(cand & (joined == k), structure=cube)
+    sizes = np.bincount(pieces.ravel())
+    keep = sizes * float(np.prod(sp)) >= FRAGMENT_MIN_MM3
+    keep[0] = False
+    keep[np.unique(pieces[own])] = False  # the seed's own region is there already
+    if taken is not None:  # nor are the regions other seeds grew (their lesions, not fragments)
+        keep[np.unique(pieces[taken[box] & ~own])] = False
+    found = np.flatnonzero(keep)
+    if not found.size:
+        return grown
+    n_own = int(np.count_nonzero(grown.mask))
+    budget = FRAGMENT_LIMIT * n_own * float(np.prod(sp)) / 1000.0
+    mask = grown.mask.copy()
+    # a piece that does not reach a face of the box (where the box is not the image's edge) is
+    # whole already; one that does may go on beyond it and is grown whole from one of its voxels
+    inner = np.zeros(keep.shape, bool)
+    inner[found] = True
+    for ax in range(3):
+        for side, at_edge in ((0, lo[ax] == 0), (-1, hi[ax] == image.shape[ax])):
+            if not at_edge:
+                inner[np.unique(np.take(pieces, [side], axis=ax))] = False
+    mask[box] |= inner[pieces]
+    outer = found[~inner[found]]
+    firsts = ndi.minimum_position(np.arange(pieces.size).reshape(pieces.shape), pieces, outer) if outer.size else []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a piece past the guard is simply not taken
+        for first in np.asarray(firsts, int).reshape(-1, 3) + lo:
+            if mask[tuple(first)]:
+                continue
+            piece = grow(image, first, low=level, high=high, region=region, spacing=sp,
+                         connectivity=grown.connectivity, max_volume_ml=budget)
+            if piece.leaked[0] or piece.bbox is None:
+                return grown  # a piece that goes on past the budget: another structure
+            if taken is not None and (taken[piece.bbox] & piece.mask[piece.bbox] & ~grown.mask[piece.bbox]).any():
+                continue  # it reaches another seed's lesion
+            mask[piece.bbox] |= piece.mask[piece.bbox]
+    n = int(np.count_nonzero(mask))
+    if n == n_own or n > FRAGMENT_LIMIT * n_own:
+        return grown
+    return GrowResult(mask=mask, seed_labels=mask.astype(np.int32), seeds=grown.seeds, voxels=(n,),
+                      leaked=grown.leaked, below=grown.below, low=grown.low, high=grown.high,
+                      spacing=grown.spacing, connectivity=grown.connectivity, bbox=_bbox(mask))
+
+
+def join_seed_components(mask: np.ndarray, seed_labels: np.ndarray | None, connectivity: int = 26) -> np.ndarray:
+    """Lesions: the connected components of ``mask``, with the components one seed grew
+    (its lesion and the fragments :func:`with_fragments` gave it; voxels
+    ``seed_labels == i + 1``) joined into one lesion: one click, one lesion. Returns an
+    int32 label image for :func:`bmeviz.lesions.clean`, or ``mask`` itself when no seed joins anything.
+
+    >>> m = np.zeros((1, 1, 7), bool); m[0, 0, [0, 1, 3, 6]] = True
+    >>> s = np.zeros(m.shape, np.int32); s[0, 0, [0, 1, 3]] = 1; s[0, 0, 6] = 2
+    >>> join_seed_components(m, s)[0, 0].tolist()
+    [1, 1, 0, 1, 0, 0, 3]
+    """
+    if seed_labels is None or not mask.any():
+        return mask
+    from .lesions import label
+
+    lab = label(mask, connectivity=connectivity)
+    on = mask & (seed_labels > 0)
+    key = np.unique(seed_labels[on].astype(np.int64) * (1 << 32) + lab[on])  # (seed, component) pairs
+    pairs = np.stack([key >> 32, key & ((1 << 32) - 1)], axis=1)
+    if len(pairs) == len(np.unique(pairs[:, 0])):
+        return mask  # every seed's voxels are one component: nothing to join
+    parent = np.arange(int(lab.max()) + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for s in np.unique(pairs[:, 0]):
+        comps = pairs[pairs[:, 0] == s, 1]
+        r0 = root(int(comps[0]))
+        for c in comps[1:]:
+            r = root(int(c))
+            if r != r0:
+                parent[max(r, r0)] = min(r, r0)
+                r0 = min(r, r0)
+    while True:  # every label to its root, vectorised
+        nxt = parent[parent]
+        if np.array_equal(nxt, parent):
+            break
+        parent = nxt
+    return parent[lab].astype(np.int32)
+
+
 #: grow_without_leaks: levels tried above ``low`` (in units of ``step``).
 LEAK_STEPS = 12
 
@@ -256,6 +400,7 @@ def grow_without_leaks(
     spacing: Any = (1.0, 1.0, 1.0),
     max_volume_ml: float | None = None,
     max_radius_mm: float | None = None,
+    fragment_gap_mm: float | None = None,
 ) -> tuple[GrowResult, list[dict]]:
     """:func:`grow`, with each seed's level raised past the point where its region leaked.
 
@@ -268,7 +413,9 @@ def grow_without_leaks(
     factor ``>= jump`` (and by at least ``min_drop_ml``) in one step, the level above
     the last such collapse is used. Without a collapse the seed grows at ``low`` (the
     plain :func:`grow`). It makes the result much less sensitive to the exact threshold,
-    which is what differs between users who place the reference differently.
+    which is what differs between users who place the reference differently. With
+    ``fragment_gap_mm`` each seed's region then takes the fragments of its lesion that
+    a gap of that size separates from it (:func:`with_fragments`).
 
     Returns
     -------
@@ -320,7 +467,18 @@ def grow_without_leaks(
                            "volume_ml_at_low": None if not vols or not np.isfinite(vols[0]) else vols[0] * voxel_ml})
     _share_leaks(img, pts, levels, first, low, step, steps, conn)
     # final grow, one seed at a time at its own level (first seed wins where regions overlap)
-    grown = [grow(img, p, low=lv["level"], **kw) for p, lv in zip(pts, levels)]
+    grown = [grow(img, p, low=lv["level"], **kw) if lv.get("separated", True) else _nothing(img.shape, p, sp, conn)
+             for p, lv in zip(pts, levels)]
+    if fragment_gap_mm:
+        taken = np.zeros(img.shape, bool)  # every seed's region: never another seed's fragment
+        for g in grown:
+            if g.bbox is not None:
+                taken[g.bbox] |= g.mask[g.bbox]
+        for i, (g, p, lv) in enumerate(zip(grown, pts, levels)):  # in click order: the first seed wins
+            grown[i] = with_fragments(img, g, p, level=lv["level"], high=high, region=reg, spacing=sp,
+                                      gap_mm=fragment_gap_mm, taken=taken)
+            if grown[i] is not g:  # its fragments are nobody else's
+                taken[grown[i].bbox] |= grown[i].mask[grown[i].bbox]
     used = [g.bbox for g in grown if g.bbox is not None]
     union = None if not used else tuple(
         slice(min(b[a].start for b in used), max(b[a].stop for b in used)) for a in range(3))

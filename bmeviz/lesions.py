@@ -103,10 +103,15 @@ def _check_labels(labels: Any, name: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 def _components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
     """Label the components of a bool mask: (int32 labels in scan order, count)."""
-    if _cc3d is not None and mask.size:
-        out = _cc3d.connected_components(mask, connectivity=int(connectivity), out_dtype=np.uint32)
-        out = out.view(np.int32)
-        return out, int(out.max())
+    # cc3d's label estimate fails (and prints) on 1-D arrays (two axes of size 1): scipy there
+    if _cc3d is not None and mask.size and sorted(mask.shape)[1] > 1:
+        try:
+            out = _cc3d.connected_components(mask, connectivity=int(connectivity), out_dtype=np.uint32)
+        except RuntimeError:  # any other shape it cannot take
+            out = None
+        if out is not None:
+            out = out.view(np.int32)
+            return out, int(out.max())
     out, n = ndi.label(mask, structure=_structure(connectivity), output=np.int32)
     return out, int(n)
 

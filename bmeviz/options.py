@@ -280,6 +280,9 @@ class SegmentOptions:
     leak_jump: float | None = _opt(3.0, "float", "a seed's region that shrinks by this factor when the threshold rises "
                                    "by 1/4 robust SD had leaked: that seed grows above the collapse (up to 3 SD higher; "
                                    "none: off)", minimum=1.0, exclusive_minimum=True, widget=False)
+    fragment_gap_mm: float | None = _opt(0.6, "float", "a clicked lesion also takes its above-threshold fragments "
+                                         "(>= 20 mm3) that an in-plane gap of this size separates from it (none: off)",
+                                         minimum=0.0, exclusive_minimum=True, widget=False)
     seed_snap_mm: float | None = _opt(3.0, "float", "a click below the threshold moves to the brightest voxel of the "
                                       "region within this distance (mm) when that one is above it (none: never)",
                                       minimum=0.0, exclusive_minimum=True, widget=False)

@@ -39,12 +39,12 @@ from ._arrays import bbox, pad_box, parse_triple
 from ._jsonable import jsonable
 from .edge import _keep_components_reaching, drop_low_contrast, refine_half_max
 from .errors import ParameterError, warn
-from .clicks import climb_seeds, grow_without_leaks, ordinal, snap_seeds
+from .clicks import climb_seeds, grow_without_leaks, join_seed_components, ordinal, snap_seeds
 from .grow import confidence_grow, grow, grow_all
 from .io import load
 from .lesions import clean, lesion_table
 from .options import DEFAULTS, Q3_IQR_K, REGION_MIN_CONTRAST_SD, SegmentOptions, mode_defaults
-from .reference import MIN_VOXELS, auto_reference, clean_reference, robust_sigma
+from .reference import MIN_VOXELS, auto_reference_cached, clean_reference, marrow_near_point, robust_sigma
 from .result import Note, Result
 from .threshold import compute_threshold, sphere_mask
 from .geometry import grid_notes, mask_onto
@@ -177,13 +177,15 @@ def _reference(image, reference, volume, region_mask, opts: SegmentOptions, spac
                 "reference is required without a region: a mask of normal marrow, or a point in normal marrow "
                 "with a radius (CLI: --reference MASK or --reference-point Z,Y,X --reference-radius-mm R); "
                 "reference='auto' finds normal marrow inside region= (CLI: --region MASK --reference auto)")
-        auto = auto_reference(image, region=region_mask, spacing=spacing)
-        return auto.mask, {"kind": "auto", "voxels": auto.voxels, "robust": auto.info}
+        auto = auto_reference_cached(image, region_mask, spacing)
+        return auto.mask.copy(), {"kind": "auto", "voxels": auto.voxels, "robust": dict(auto.info)}
     ref_mask, ref_info = resolve_reference(reference, volume, radius_mm=radius_mm)
     if ref_info["kind"] == "sphere" and opts.robust_reference and region_mask is not None and opts.reference_search_mm:
-        near = _marrow_near_point(image, ref_info, volume, region_mask, opts, spacing)
+        near = marrow_near_point(image, ref_info["point"], region=region_mask, spacing=spacing,
+                                 search_mm=max(float(opts.reference_search_mm), float(ref_info["radius_mm"])))
         if near is not None:
-            return near
+            return near.mask, {**ref_info, "voxels_given": ref_info["voxels"], "voxels": near.voxels,
+                               "search_mm": near.info["search_mm"], "robust": near.info}
         ref_info = {**ref_info, "search": f"fewer than {MIN_VOXELS} automatic-reference voxels within "
                     f"{opts.reference_search_mm:g} mm of the point: its ball was used, cleaned"}
     if opts.robust_reference:
@@ -192,38 +194,6 @@ def _reference(image, reference, volume, region_mask, opts: SegmentOptions, spac
         ref_info = {**ref_info, "voxels_given": ref_info["voxels"], "voxels": cleaned.voxels, "robust": cleaned.info}
         ref_mask = cleaned.mask
     return ref_mask, ref_info
-
-
-#: A point reference needs this many voxels of the automatic reference's marrow near it
-#: (about 0.6 mL on the SIJ protocol); with fewer, the normal marrow is looked for near the
-#: point alone (the dominant marrow mode of the region within the search distance).
-NEAR_POINT_VOXELS = 500
-
-
-def _marrow_near_point(image, ref_info: dict, volume, region_mask, opts: SegmentOptions, spacing):
-    """A point reference as the normal marrow near the point: the automatic reference's
-    marrow within ``reference_search_mm`` (at least the point's radius); where it has too
-    few voxels there (marrow brightness drifts across a STIR field of view), the automatic
-    reference of the region within that distance. None (the ball is used, cleaned) when
-    neither has MIN_VOXELS voxels."""
-    radius = max(float(opts.reference_search_mm), float(ref_info["radius_mm"]))
-    ball = sphere_mask(volume.shape, np.asarray(ref_info["point"]), radius, spacing=spacing)
-    auto = auto_reference(image, region=region_mask, spacing=spacing)
-    mask, how = ball & auto.mask, "automatic reference near the point"
-    if np.count_nonzero(mask) < NEAR_POINT_VOXELS:
-        local_region = ball & region_mask
-        if np.count_nonzero(local_region) < MIN_VOXELS:
-            return None
-        try:
-            auto = auto_reference(image, region=local_region, spacing=spacing)
-        except ParameterError:
-            return None
-        mask, how = auto.mask, "automatic reference of the region near the point"
-    voxels = int(np.count_nonzero(mask))
-    if voxels < MIN_VOXELS:
-        return None
-    return mask, {**ref_info, "voxels_given": ref_info["voxels"], "voxels": voxels, "search_mm": radius,
-                  "robust": {**auto.info, "method": how, "search_mm": radius, "voxels": voxels}}
 
 
 def _threshold(image, ref_mask, region_mask, opts: SegmentOptions):
@@ -305,9 +275,16 @@ def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
     elif opts.leak_jump is not None and ref_sigma and np.isfinite(ref_sigma) and ref_sigma > 0:
         # a seed whose region collapses when the level rises a little had leaked (docs/reference.md)
         result, levels = grow_without_leaks(image, seed_idx, low=thr.value, high=opts.upper, step=ref_sigma / 4,
-                                            jump=opts.leak_jump, **guard)
+                                            jump=opts.leak_jump, fragment_gap_mm=opts.fragment_gap_mm, **guard)
         for lv in levels:
-            if lv["raised_by_steps"]:
+            if lv.get("separated") is False:
+                i = lv["seed"] - 1
+                notes.append(Note(
+                    f"seed {i + 1} (the {ordinal(i + 1)} click) lies in a large faint region that leaked at the "
+                    f"threshold {thr.value:.4g} (with the lesions of seeds {', '.join(map(str, lv['shared_from']))}) "
+                    f"and is too faint to be separated from it: nothing grown; click the brighter part of its "
+                    f"lesion", code="leak-shared", seed=i + 1))
+            elif lv["raised_by_steps"]:
                 i = lv["seed"] - 1
                 size = ("past the leak guard" if lv["volume_ml_at_low"] is None
                         else f"{lv['volume_ml_at_low']:.3g} mL")
@@ -334,7 +311,7 @@ def _grow(image, seed_idx, thr, region_mask, opts: SegmentOptions, spacing,
             note = Note(text, code="below-threshold", seed=i + 1)
             notes.append(note)
             warn(note)
-        if leaked:
+        if leaked and not any(n.code == "leak-shared" and n.seed == i + 1 for n in notes):
             notes.append(Note(f"{where} hit the leak guard", code="leak-guard", seed=i + 1))
     return result.mask, result, notes
 
@@ -360,10 +337,12 @@ def _clean_box(volume: Volume, mask, grow_result, thr, opts: SegmentOptions) -> 
     return bbox(mask, margin=1)
 
 
-def _clean(image, mask, box, region_mask, opts: SegmentOptions, spacing, *, min_volume_mm3, min_slices):
+def _clean(image, mask, box, region_mask, opts: SegmentOptions, spacing, *, min_volume_mm3, min_slices,
+           seed_labels=None):
     """The lesion labels on ``box``: small/thin lesions dropped, holes filled if asked
     (filled holes stay inside the region and never take missing (NaN) voxels)."""
-    sub = clean(mask[box], spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
+    lesions = join_seed_components(mask[box], None if seed_labels is None else seed_labels[box], opts.connectivity)
+    sub = clean(lesions, spacing=spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
                 fill_holes=opts.fill_holes, connectivity=opts.connectivity)
     if opts.fill_holes:
         keep = np.isfinite(image[box]) if np.issubdtype(image.dtype, np.floating) else np.ones(sub.shape, bool)
@@ -413,6 +392,7 @@ def _params(opts: SegmentOptions, thr, *, ref_info, region_voxels, seed_idx, see
         "reference_fence": opts.reference_fence,
         "adaptive_top": opts.adaptive_top,
         "seed_snap_mm": opts.seed_snap_mm,
+        "fragment_gap_mm": opts.fragment_gap_mm,
         "leak_jump": opts.leak_jump,
         "edge_levels": None if edge_info is None else [round(e["level"], 4) for e in edge_info],
     })
@@ -446,6 +426,7 @@ def segment(
     reference_fence: float = _D.reference_fence,
     adaptive_top: float | None = _D.adaptive_top,
     seed_snap_mm: float | None = _D.seed_snap_mm,
+    fragment_gap_mm: float | None = _D.fragment_gap_mm,
     leak_jump: float | None = _D.leak_jump,
     min_contrast_sd: float | None = _D.min_contrast_sd,
 ) -> Result:
@@ -480,7 +461,12 @@ def segment(
         A seed's region that shrinks by this factor (default 3) when the threshold rises by
         a quarter of the reference's robust SD had leaked through a thin bridge; that seed
         grows at the level above the collapse (:func:`bmeviz.clicks.grow_without_leaks`;
-        None: off).
+        None: off). Seeds in the same leaked region share its leak.
+    fragment_gap_mm : float, optional
+        With the leak check: a clicked lesion also takes its above-threshold fragments
+        (>= 20 mm³) that an in-plane gap of this size (default 0.6 mm) separates from it,
+        so that every click in a faint lesion gives the same outline
+        (:func:`bmeviz.clicks.with_fragments`; None: off).
     min_contrast_sd : float, optional
         "All in region" runs keep only lesions whose 90th-percentile intensity is at least
         this many robust SDs (1.4826·MAD) above the reference median (default 7; seeded
@@ -535,7 +521,8 @@ def segment(
                           else reference_radius_mm, max_volume_ml=max_volume_ml, max_radius_mm=max_radius_mm,
                           confidence_k=confidence_k, edge=edge, robust_reference=robust_reference,
                           reference_search_mm=reference_search_mm, reference_edge_mm=reference_edge_mm, reference_fence=reference_fence,
-                          adaptive_top=adaptive_top, seed_snap_mm=seed_snap_mm, min_contrast_sd=min_contrast_sd,
+                          adaptive_top=adaptive_top, seed_snap_mm=seed_snap_mm, fragment_gap_mm=fragment_gap_mm,
+                          min_contrast_sd=min_contrast_sd,
                           leak_jump=leak_jump)
     image, spacing = volume.array, volume.spacing
     with grid_notes() as grid:  # masks on (nearly) another grid: what was done goes to provenance
@@ -553,7 +540,8 @@ def segment(
     min_volume_mm3, min_slices = mode_defaults(seeded=bool(seed_idx.size), min_volume_mm3=opts.min_volume_mm3,
                                                min_slices=opts.min_slices)
     box = _clean_box(volume, mask, grow_result, thr, opts)
-    sub = _clean(image, mask, box, region_mask, opts, spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices)
+    sub = _clean(image, mask, box, region_mask, opts, spacing, min_volume_mm3=min_volume_mm3, min_slices=min_slices,
+                 seed_labels=None if grow_result is None or not opts.fragment_gap_mm else grow_result.seed_labels)
     min_contrast = opts.min_contrast_sd
     if min_contrast is None:
         min_contrast = None if seed_idx.size else REGION_MIN_CONTRAST_SD

@@ -29,7 +29,9 @@ class Note(str):
     """A message of a Result: the text (a ``str``, as before) with a ``code`` to test on.
 
     Codes: ``below-threshold`` (a seed grew nothing), ``leak-guard`` (a seed hit the leak
-    guard), ``cleaned-away`` (a clicked lesion removed by an explicit clean-up),
+    guard), ``seed-moved`` (a click below the threshold moved onto its lesion),
+    ``leak-raised`` (a seed grown above the level where its region leaked), ``leak-shared``
+    (a seed inside a leaked region, too faint to be separated from it), ``cleaned-away`` (a clicked lesion removed by an explicit clean-up),
     ``edited`` (labels edited by hand). ``seed`` is the seed's number, or None.
 
     >>> n = Note("seed 0 hit the leak guard", code="leak-guard", seed=0)

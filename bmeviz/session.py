@@ -1,6 +1,6 @@
 """A segmentation session without Qt: image, reference, region, seeds, result, hand edits, undo.
 
-(About 700 lines because the history, the lesion edits and the file
+(About 720 lines because the history, the lesion edits and the file
 format act on the same steps and change together.)
 
 The napari widget is a view over a :class:`Session`; scripts and tests drive the same
@@ -183,6 +183,11 @@ class Session:
         self.reference_point: tuple[int, int, int] | None = None
         self.reference_mask: np.ndarray | None = None
         self.reference_name: str | None = None
+        #: The reference is found in the region with no click (``set_reference(auto=True)``).
+        self.reference_auto = False
+        #: The mask the current threshold was computed on (the marrow a point stands for, the
+        #: automatic reference, or the cleaned mask), once :attr:`threshold` has been computed.
+        self.reference_used: np.ndarray | None = None
         self.region: np.ndarray | None = None
         self.region_name: str | None = None
         self._reference_given: Any = None
@@ -194,6 +199,8 @@ class Session:
         self.warnings: tuple[str, ...] = ()  # what it warned about (seeds numbered from 1)
         self._threshold = None
         self._threshold_error: str | None = None
+        #: How the current threshold's reference was made (segment()'s provenance "reference").
+        self.reference_info: dict | None = None
         empty = np.zeros(volume.shape, np.int32)
         self._history = [_Step((), empty, None, None, False, "start")]
         self._at = 0
@@ -256,10 +263,22 @@ class Session:
             self._threshold = None
 
     def set_reference(self, *, point: Sequence[float] | None = None, mask: Any = None, name: str | None = None,
-                      radius_mm: float | None = None) -> None:
-        """Normal marrow: a ``point`` (voxel index, with ``radius_mm``) or a ``mask`` on the image grid."""
+                      radius_mm: float | None = None, auto: bool = False) -> None:
+        """Normal marrow: a ``point`` (voxel index, with ``radius_mm``), a ``mask`` on the image
+        grid, or ``auto=True``: found inside the region with no click (what was used is
+        :attr:`reference_used` once the threshold is computed)."""
         from .pipeline import resolve_mask
 
+        if auto:
+            if point is not None or mask is not None:
+                raise ParameterError("give the reference as a point, a mask or auto (one of them)")
+            if self.reference_auto:
+                return
+            self.reference_point = self.reference_mask = self._reference_given = None
+            self.reference_auto, self.reference_name = True, "automatic"
+            self._threshold = None
+            return
+        self.reference_auto = False
         if mask is not None and mask is self._reference_given and radius_mm is None:
             return  # the same mask object again: nothing to do (the widget syncs on every click)
         if (point is None) == (mask is None):
@@ -290,6 +309,7 @@ class Session:
         if self.has_reference:
             self._threshold = None
         self.reference_point = self.reference_mask = self.reference_name = self._reference_given = None
+        self.reference_auto = False
 
     def set_region(self, mask: Any = None, *, name: str | None = None) -> None:
         """Where BME is searched (bone/marrow), a mask on the image grid; None: the whole image."""
@@ -306,7 +326,7 @@ class Session:
     def has_reference(self) -> bool:
         from .pipeline import DEFAULTS
 
-        return (self.reference_point is not None or self.reference_mask is not None
+        return (self.reference_point is not None or self.reference_mask is not None or self.reference_auto
                 or DEFAULTS.get("reference") is not None)
 
     def _reference_arg(self) -> Any:
@@ -314,6 +334,8 @@ class Session:
             return self.reference_mask
         if self.reference_point is not None:
             return self.reference_point
+        if self.reference_auto:
+            return "auto"
         from .pipeline import DEFAULTS
 
         if DEFAULTS.get("reference") is not None:  # a core default (e.g. an automatic reference)
@@ -327,8 +349,8 @@ class Session:
             from .pipeline import reference_threshold  # segment()'s own path: preview = outline
 
             try:
-                _, _, self._threshold = reference_threshold(self.volume, reference=self._reference_arg(),
-                                                            region=self.region, **self.options)
+                self.reference_used, self.reference_info, self._threshold = reference_threshold(
+                    self.volume, reference=self._reference_arg(), region=self.region, **self.options)
                 self._threshold_error = None
             except BmevizError as exc:
                 self._threshold_error = str(exc)
@@ -585,7 +607,7 @@ class Session:
             "image": {"source": self.source, "series": self.series, "shape": list(self.volume.shape),
                       "affine": np.round(self.volume.affine, 6).tolist()},
             "options": jsonable(self.options),
-            "reference": {"name": self.reference_name,
+            "reference": {"name": self.reference_name, "auto": self.reference_auto,
                           "point": None if self.reference_point is None else list(self.reference_point),
                           "mask": self._packed(self.reference_mask)},
             "region": {"name": self.region_name, "mask": self._packed(self.region)},
@@ -658,6 +680,8 @@ class Session:
             s.set_reference(point=ref["point"], name=ref.get("name"))
         elif ref.get("mask") is not None:
             s.set_reference(mask=_unpack(ref["mask"], str(p)), name=ref.get("name"))
+        elif ref.get("auto"):
+            s.set_reference(auto=True)
         reg = record.get("region") or {}
         if reg.get("mask") is not None:
             s.set_region(_unpack(reg["mask"], str(p)), name=reg.get("name"))

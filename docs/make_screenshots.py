@@ -75,6 +75,15 @@ def _sij_seeds():
     return seeds
 
 
+def _view(bmeviz_main, args) -> int:
+    """One ``bmeviz view`` with its own autosave folder: the same scan shown twice (two window
+    sizes) would otherwise find the first view's autosave and say so on the picture."""
+    import tempfile
+
+    os.environ["BMEVIZ_AUTOSAVE_DIR"] = tempfile.mkdtemp(prefix="bmeviz-shots-")
+    return bmeviz_main(args)
+
+
 def main() -> int:
     from bmeviz.cli import main as bmeviz_main
     from bmeviz.data import load_sample, sample_path
@@ -98,7 +107,7 @@ def main() -> int:
                 "--size", size, "--screenshot", str(out)]
         for s in gt["seeds"]:
             args += ["--seed", ",".join(str(int(v)) for v in s)]
-        if bmeviz_main(args) != 0:
+        if _view(bmeviz_main, args) != 0:
             return 1
         shots.append(out)
         # 2. a real SIJ STIR (not shipped): reader masks as reference and region, a click per lesion
@@ -112,7 +121,7 @@ def main() -> int:
                 "--size", size, "--screenshot", str(out)]
         for s in sij_seeds:
             args += ["--seed", ",".join(str(int(v)) for v in s)]
-        if bmeviz_main(args) != 0:
+        if _view(bmeviz_main, args) != 0:
             return 1
         shots.append(out)
 

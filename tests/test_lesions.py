@@ -510,3 +510,18 @@ def test_table_of_a_crop_with_origin_equals_the_full_table():
                         origin=(2, 9, 11), region_voxels=int(region.sum()))
     pd.testing.assert_frame_equal(full, crop)
     assert full.attrs["totals"] == crop.attrs["totals"]
+
+
+def test_label_of_one_dimensional_masks():
+    """cc3d cannot label masks with two axes of size 1 (a 1 x 1 x 7 box of a thin lesion):
+    bmeviz falls back to scipy, with the same components and no output on the console."""
+    import scipy.ndimage as ndi
+
+    from bmeviz.lesions import label
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 7), (1, 1, 40), (1, 16, 1), (5, 1, 1), (1, 2, 9)]:
+        m = rng.random(shape) < 0.5
+        ref, n = ndi.label(m, structure=np.ones((3, 3, 3), bool))
+        lab = label(m)
+        assert lab.max() == n and np.array_equal(lab > 0, m)

@@ -208,6 +208,27 @@ def test_save_and_load_restores_identical_labels(sij, tmp_path):
         Session.load(path, volume=vol.with_array(vol.array[:, :, :-1].copy()))
 
 
+def test_automatic_reference_in_a_session_is_segments_and_survives_save(sij, tmp_path):
+    """set_reference(auto=True): no click; the threshold, the outline and the marrow used are
+    segment(reference='auto')'s; saved and loaded as automatic."""
+    vol, ref, region, infl, root = sij
+    s = Session(vol, source=root / "images" / "1013_STIR.nii.gz")
+    s.set_region(region, name="disease region")
+    s.set_reference(auto=True)
+    seed = _seed_in(infl & region)
+    s.add_seed(seed)
+    res = bmeviz.segment(vol, reference="auto", region=region, seeds=[seed])
+    assert s.threshold.value == res.threshold.value and np.array_equal(s.labels, res.labels)
+    assert np.array_equal(s.reference_used, res.reference)
+    back = Session.load(s.save(tmp_path / "auto.bmeviz-session.json"))
+    assert back.reference_auto and back.reference_point is None and back.reference_mask is None
+    assert back.threshold.value == res.threshold.value
+    s.set_reference(point=seed)  # a point replaces it
+    assert not s.reference_auto and s._reference_arg() == tuple(seed)
+    with pytest.raises(bmeviz.ParameterError, match="one of them"):
+        s.set_reference(auto=True, point=seed)
+
+
 def test_autosave_survives_a_killed_process(sij, tmp_path):
     """A viewer killed with SIGKILL after its clicks: the autosave file reloads to the same labels."""
     vol, ref, region, infl, root = sij

@@ -42,6 +42,7 @@ EDGES = tuple(_OPT["edge"].choices)
 #: k a rule starts from when the user turns adaptive k off (the core's own defaults).
 RULE_K = {"q3-iqr": Q3_IQR_K, "mean-sd": 2.0, "percentile": 99.0}
 POINT = "point (click in normal marrow)"
+AUTO = "automatic (found in the region)"
 NONE = "(none: whole image)"
 
 
@@ -109,8 +110,10 @@ def build(w) -> None:
     box = QGroupBox("2. Reference: normal marrow")
     form = QFormLayout(box)
     w.ref_combo = QComboBox()
-    w.ref_combo.setToolTip("Normal marrow of this scan: a click (a ball of the radius below), or a "
-                           "Labels/Shapes layer you drew or opened (e.g. a reader's normal-marrow mask)")
+    w.ref_combo.setToolTip("Normal marrow of this scan: a click (with a region: the normal marrow the automatic "
+                           "reference finds near it), automatic (found in the region with no click), or a "
+                           "Labels/Shapes layer you drew or opened (e.g. a reader's normal-marrow mask). The marrow "
+                           "used is shown as the 'BME reference (used)' layer")
     form.addRow("from", w.ref_combo)
     row = QHBoxLayout()
     w.ref_button = _button("Place point", "Then click a patch of normal marrow (no oedema, cortex or fluid)")

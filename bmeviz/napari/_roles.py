@@ -9,8 +9,8 @@ import numpy as np
 
 from ._layers import KEY
 
-_ROLE_REF, _ROLE_SEEDS, _ROLE_PREVIEW, _ROLE_RESULT, _ROLE_DRAWN = (
-    "reference", "seeds", "preview", "result", "reference-drawn")
+_ROLE_REF, _ROLE_SEEDS, _ROLE_PREVIEW, _ROLE_RESULT, _ROLE_DRAWN, _ROLE_REF_USED = (
+    "reference", "seeds", "preview", "result", "reference-drawn", "reference-used")
 
 
 def autosave_dir() -> Path:
@@ -32,6 +32,8 @@ def _same(a, b) -> bool:
     """The same napari layer (or both None), whether raw layers or the plugin's proxies."""
     if a is None or b is None:
         return a is b
+    if isinstance(a, str) or isinstance(b, str):  # a combo's non-layer choice, e.g. "auto"
+        return a == b
     return _uid(a) == _uid(b)
 
 

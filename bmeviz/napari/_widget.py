@@ -34,8 +34,8 @@ from ..errors import BmevizError
 from ..session import SESSION_SUFFIX, Session
 from . import _panel
 from ._layers import COLORS, KEY, display_orientation, layer_volume, mask_role, world_frame
-from ._roles import (_ROLE_DRAWN, _ROLE_PREVIEW, _ROLE_REF, _ROLE_RESULT, _ROLE_SEEDS, _owner, _role, _same,
-                     _uid, autosave_dir)
+from ._roles import (_ROLE_DRAWN, _ROLE_PREVIEW, _ROLE_REF, _ROLE_REF_USED, _ROLE_RESULT, _ROLE_SEEDS, _owner,
+                     _role, _same, _uid, autosave_dir)
 from ._widget_files import FilesMixin, _load_job
 from ._widget_measure import MeasureMixin
 
@@ -146,7 +146,7 @@ class BMEWidget(MeasureMixin, FilesMixin, QWidget):
 
         kinds = (Labels, Shapes) if shapes else (Labels,)
         return [ly for ly in self.viewer.layers
-                if isinstance(ly, kinds) and _role(ly) not in (_ROLE_RESULT, _ROLE_PREVIEW)]
+                if isinstance(ly, kinds) and _role(ly) not in (_ROLE_RESULT, _ROLE_PREVIEW, _ROLE_REF_USED)]
 
     def _on_layers_changed(self, event=None) -> None:
         layer = getattr(event, "value", None)
@@ -182,11 +182,12 @@ class BMEWidget(MeasureMixin, FilesMixin, QWidget):
             self._set_combo(self.image_combo, [(ly.name, ly) for ly in images], current)
             masks = [ly for ly in self._mask_layers(shapes=True) if self._on_grid(ly, current)]
             ref_now = self.ref_combo.currentData() if self.ref_combo.count() else None
-            if ref_now is not None and not any(_same(ref_now, ly) for ly in masks):
+            if ref_now is not None and not isinstance(ref_now, str) and not any(_same(ref_now, ly) for ly in masks):
                 ref_now = None
             if ref_now is None and not self._has_point_reference():
                 ref_now = next((ly for ly in masks if mask_role(ly.name) == "reference"), None)
-            self._set_combo(self.ref_combo, [(_panel.POINT, None)] + [(ly.name, ly) for ly in masks], ref_now)
+            self._set_combo(self.ref_combo, [(_panel.POINT, None), (_panel.AUTO, "auto")]
+                            + [(ly.name, ly) for ly in masks], ref_now)
             labels_only = {_uid(ly) for ly in self._mask_layers(shapes=False)}
             regions = [ly for ly in masks if _role(ly) != _ROLE_DRAWN and not _same(ly, ref_now)
                        and _uid(ly) in labels_only]
@@ -199,7 +200,7 @@ class BMEWidget(MeasureMixin, FilesMixin, QWidget):
         finally:
             self._updating_combos = False
         for layer in (self.ref_combo.currentData(), self.region_combo.currentData()):
-            if layer is not None:
+            if layer is not None and not isinstance(layer, str):
                 self._watch(layer)
         if not _same(current, self._image) or (self._volume is None and current is not None):
             self.set_image(current)
@@ -412,6 +413,12 @@ class BMEWidget(MeasureMixin, FilesMixin, QWidget):
             layer.events.paint.connect(self._on_brush)
             layer.events.set_data.connect(self._on_brush)
             self._bind_undo(layer)
+            return layer
+        if role == _ROLE_REF_USED:
+            rgbc = {None: "transparent", 0: "transparent", 1: COLORS["reference"]}
+            layer = self.viewer.add_labels(np.zeros(self._volume.shape, np.uint8), colormap=rgbc,
+                                           name=self._unique("BME reference (used)"), opacity=0.45, **common)
+            layer.editable = False
             return layer
         if role == _ROLE_DRAWN:
             rgbc = {None: "transparent", 0: "transparent", 1: COLORS["reference"]}

@@ -121,6 +121,8 @@ class FilesMixin:
                                                **mask_style(nm))
             self._refresh_layer_choices()
             combo.setCurrentIndex(max(0, combo.findText(layer.name)))
+        if s.reference_auto:
+            self.ref_combo.setCurrentIndex(max(0, self.ref_combo.findData("auto")))
         if s.reference_point is not None:
             self.ref_combo.setCurrentIndex(0)
             pts = self.reference_layer(create=True)

@@ -16,7 +16,7 @@ from ..errors import BmevizError, ParameterError
 from ..session import Session
 from . import _panel
 from ._layers import KEY
-from ._roles import _ROLE_PREVIEW, _ROLE_RESULT, _fmt, _uid
+from ._roles import _ROLE_PREVIEW, _ROLE_REF_USED, _ROLE_RESULT, _fmt, _uid
 from ._widget_files import _find_all_job
 
 
@@ -117,7 +117,9 @@ class MeasureMixin:
         region_layer = self.region_combo.currentData()
         s.set_region(self.region_mask(), name=None if region_layer is None else region_layer.name)
         layer = self.ref_combo.currentData()
-        if layer is not None:
+        if isinstance(layer, str):  # "auto": found in the region, no click
+            s.set_reference(auto=True)
+        elif layer is not None:
             s.set_reference(mask=self._layer_mask(layer, "reference"), name=layer.name)
         else:
             pts = self.reference_layer()
@@ -163,6 +165,14 @@ class MeasureMixin:
         st = thr.stats
         where = (f"ball of {s.options['reference_radius_mm']:g} mm at voxel {list(s.reference_point)}"
                  if s.reference_point is not None else repr(s.reference_name))
+        robust = (s.reference_info or {}).get("robust") or {}
+        found = str(robust.get("method", "")).startswith("automatic reference") or robust.get("method") == "auto"
+        if s.reference_point is not None and found:
+            where = (f"normal marrow within {robust.get('search_mm', 0):g} mm of the point at voxel "
+                     f"{list(s.reference_point)} (the {robust['method']})")
+        elif s.reference_auto:
+            where = "normal marrow found in the region (automatic reference; place a point to choose instead)"
+        self._show_reference_used(s.reference_used if found else None)
         self.stats_label.setText(
             f"{where}: {st.n} voxels; mean {_fmt(st.mean)}, SD {_fmt(st.sd)}, median {_fmt(st.median)}, "
             f"Q3 {_fmt(st.q3)}, IQR {_fmt(st.iqr)}, max {_fmt(st.max)}"
@@ -175,6 +185,18 @@ class MeasureMixin:
             self.k_spin.setValue(float(thr.k))
             self.k_spin.blockSignals(False)
         self.update_preview()
+
+    def _show_reference_used(self, mask) -> None:
+        """The marrow the threshold was computed on, when bmeviz found it (automatic, or what a
+        point stands for): shown so the user can accept it or place the point elsewhere."""
+        layer = self._helper(_ROLE_REF_USED, create=mask is not None)
+        if layer is None:
+            return
+        if mask is None:
+            layer.visible = False
+            return
+        layer.data = np.asarray(mask, np.uint8)
+        layer.visible = True
 
     # ------------------------------------------------------------------ preview
     def _current_plane(self) -> tuple[int, int] | None:

@@ -203,6 +203,40 @@ def test_reference_drawn_or_from_shapes(viewer_with_widget, phantom_sample):
     assert widget.threshold.value == pytest.approx(expected.value)
 
 
+def test_automatic_reference_and_the_marrow_a_point_stands_for_are_shown(viewer_with_widget, phantom_sample):
+    """Issue 11: the automatic reference is offered in the widget with no click, and the marrow
+    bmeviz used (automatic, or what a point stands for) is shown as a layer the user can judge;
+    with a drawn mask nothing extra is shown."""
+    from bmeviz.pipeline import reference_threshold
+
+    viewer, widget = viewer_with_widget
+    vol, gt = phantom_sample
+    widget.ref_combo.setCurrentIndex(widget.ref_combo.findData("auto"))
+    assert widget.ref_combo.currentText().startswith("automatic")
+    assert not widget.radius_spin.isEnabled()
+    widget.update_threshold()
+    used_mask, _, expected = reference_threshold(vol, reference="auto", region=gt["bone"])
+    assert widget.threshold.value == pytest.approx(expected.value)
+    assert "automatic reference" in widget.stats_label.text()
+    shown = viewer.layers["BME reference (used)"]
+    assert shown.visible and np.array_equal(np.asarray(shown.data) > 0, used_mask)
+    assert not (np.asarray(shown.data) > 0)[gt["truth"] > 0].any()  # no lesion in it
+    assert widget.region_combo.findText("BME reference (used)") == -1  # never offered as a region
+    # a point with a region: the marrow near it, shown the same way
+    point = tuple(int(v) for v in np.argwhere(gt["reference"]).mean(axis=0).round())
+    widget.ref_combo.setCurrentIndex(0)
+    widget.reference_layer(create=True).data = [list(point)]
+    widget.update_threshold()
+    near, info, thr = reference_threshold(vol, reference=point, region=gt["bone"], reference_radius_mm=8.0)
+    assert widget.threshold.value == pytest.approx(thr.value)
+    assert "within 40 mm" in widget.stats_label.text()
+    assert np.array_equal(np.asarray(shown.data) > 0, near) and near.sum() > info["voxels_given"]
+    # the session remembers "automatic" across save / load
+    widget.ref_combo.setCurrentIndex(widget.ref_combo.findData("auto"))
+    widget.update_threshold()
+    assert widget.session.to_dict()["reference"]["auto"] is True
+
+
 def test_removing_the_image_clears_stats_and_table(viewer_with_widget, phantom_sample):
     viewer, widget = viewer_with_widget
     vol, gt = phantom_sample
