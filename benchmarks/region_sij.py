@@ -4,6 +4,14 @@ and the end-to-end effect on ``bmeviz.segment``.
     python benchmarks/region_sij.py                     # everything (a few minutes)
     python benchmarks/region_sij.py --no-segment        # region Dice and time only
     python benchmarks/region_sij.py --write-regions DIR # also write <id>_assisted_region.nii.gz
+    python benchmarks/region_sij.py --atlas auto --no-segment   # + the atlas path, leave-one-out
+
+``--atlas auto`` uses the 7 scans of ../shared as the atlas folder (symlinks in a temporary
+folder, ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz``): each scan is outlined from the
+other six, the scan itself being excluded by region_from_seeds (same id); ``--atlas DIR``
+uses your folder. With ``--atlas``, ``--write-regions`` writes ``<id>_atlas_region.nii.gz``
+(the atlas regions, STIR grid) instead of the classical ones, and the end-to-end comparison
+uses them.
 
 Data: ``../shared/data/sij-stir-dev`` and ``sij-t1-extra`` beside the project (never copied
 into the repository); without them the script prints a skip message and exits 0.
@@ -78,7 +86,17 @@ def clicks_from_region(vol, region: np.ndarray, *, perturb: int | None = None) -
     return np.asarray(out, dtype=int)
 
 
-def run_region(sid: str, write: Path | None) -> dict:
+def auto_atlas_dir(tmp: Path) -> Path:
+    """A folder of symlinks to the 7 T1 scans and their manual regions (never copied)."""
+    for sid in DEV_IDS + EXTRA_IDS:
+        p = paths(sid)
+        if p["t1"].is_file() and p["region"].is_file():
+            (tmp / f"{sid}_T1W.nii.gz").symlink_to(p["t1"].resolve())
+            (tmp / f"{sid}_disease_region.nii.gz").symlink_to(p["region"].resolve())
+    return tmp
+
+
+def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_best: int = 3) -> dict:
     import bmeviz
     from bmeviz.region import region_from_seeds
 
@@ -102,9 +120,20 @@ def run_region(sid: str, write: Path | None) -> dict:
             row["stir_dice"], row["stir_seconds"] = dice(rs.mask.array, manual), rs.info["seconds"]
         except bmeviz.BmevizError as exc:
             row["stir_dice"], row["stir_error"] = 0.0, str(exc)
-    if write is not None:
-        bmeviz.save_mask(res.mask.array, stir if stir is not None else t1, write / f"{sid}_assisted_region.nii.gz")
     row["_mask"] = res.mask.array
+    if atlas is not None:
+        ra = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best)
+        row["atlas_dice"], row["atlas_seconds"], row["atlas_ml"] = (dice(ra.mask.array, manual), ra.info["seconds"],
+                                                                    ra.info["volume_ml"])
+        row["atlas_used"], row["atlas_excluded"] = ra.info["atlases"], ra.info["excluded"]
+        row["atlas_ranking"] = ra.info["ranking"]
+        ra2 = region_from_seeds(t1, seeds=seeds2, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best)
+        row["atlas_perturbed_dice"] = dice(ra2.mask.array, manual)
+        row["atlas_click_agreement"] = dice(ra2.mask.array, ra.mask.array)
+        row["_mask"] = ra.mask.array
+    if write is not None:
+        name = "atlas_region" if atlas is not None else "assisted_region"
+        bmeviz.save_mask(row["_mask"], stir if stir is not None else t1, write / f"{sid}_{name}.nii.gz")
     return row
 
 
@@ -135,24 +164,48 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-segment", action="store_true", help="skip the end-to-end segment() comparison")
     ap.add_argument("--write-regions", metavar="DIR", help="write <id>_assisted_region.nii.gz (STIR grid) here")
+    ap.add_argument("--atlas", metavar="auto|DIR", help="also the atlas path: auto = the other scans of ../shared")
+    ap.add_argument("--atlas-best", type=int, default=3, help="atlases fused (best after the affine ranking)")
+    ap.add_argument("--ids", help="comma-separated scan ids (default all 7)")
     args = ap.parse_args(argv)
     if not DEV.is_dir():
         print(f"skip: SIJ data not found at {DEV} (it lives beside the project, never in the repository)")
         return 0
     write = Path(args.write_regions) if args.write_regions else None
     ids = [s for s in DEV_IDS] + [s for s in EXTRA_IDS if EXTRA.is_dir()]
+    if args.ids:
+        ids = [s for s in args.ids.split(",") if s in ids]
+    atlas = None
+    if args.atlas == "auto":
+        import tempfile
+
+        tmpdir = tempfile.TemporaryDirectory(prefix="bmeviz-atlas-")
+        atlas = auto_atlas_dir(Path(tmpdir.name))
+    elif args.atlas:
+        atlas = Path(args.atlas)
     rows = []
-    print(f"{'scan':6} {'T1 Dice':>8} {'s':>6} {'perturbed':>9} {'clicks agree':>12} {'STIR Dice':>9} "
-          f"{'mL':>7} {'manual mL':>9}")
+    head = (f"{'scan':6} {'T1 Dice':>8} {'s':>6} {'perturbed':>9} {'clicks agree':>12} {'STIR Dice':>9} "
+            f"{'mL':>7} {'manual mL':>9}")
+    if atlas is not None:
+        head += f" | {'atlas Dice':>10} {'s':>6} {'perturbed':>9} {'clicks agree':>12} {'mL':>7}  atlases"
+    print(head)
     for sid in ids:
-        row = run_region(sid, write)
+        row = run_region(sid, write, atlas, args.atlas_best)
         rows.append(row)
-        print(f"{sid:6} {row['t1_dice']:8.3f} {row['t1_seconds']:6.2f} {row['t1_perturbed_dice']:9.3f} "
-              f"{row['t1_click_agreement']:12.3f} {row.get('stir_dice', float('nan')):9.3f} {row['t1_ml']:7.1f} "
-              f"{row['manual_ml']:9.1f}")
-    dev = [r for r in rows if r["id"] in DEV_IDS]
+        line = (f"{sid:6} {row['t1_dice']:8.3f} {row['t1_seconds']:6.2f} {row['t1_perturbed_dice']:9.3f} "
+                f"{row['t1_click_agreement']:12.3f} {row.get('stir_dice', float('nan')):9.3f} {row['t1_ml']:7.1f} "
+                f"{row['manual_ml']:9.1f}")
+        if atlas is not None:
+            line += (f" | {row['atlas_dice']:10.3f} {row['atlas_seconds']:6.1f} {row['atlas_perturbed_dice']:9.3f} "
+                     f"{row['atlas_click_agreement']:12.3f} {row['atlas_ml']:7.1f}  {','.join(row['atlas_used'])}")
+        print(line, flush=True)
+    dev = [r for r in rows if r["id"] in DEV_IDS] or rows
     print(f"mean (dev T1) {np.mean([r['t1_dice'] for r in dev]):.3f}; all {np.mean([r['t1_dice'] for r in rows]):.3f}; "
           f"max time {max(r['t1_seconds'] for r in rows):.2f} s")
+    if atlas is not None:
+        print(f"atlas: mean (dev) {np.mean([r['atlas_dice'] for r in dev]):.3f}; all "
+              f"{np.mean([r['atlas_dice'] for r in rows]):.3f}; seconds {min(r['atlas_seconds'] for r in rows):.1f}-"
+              f"{max(r['atlas_seconds'] for r in rows):.1f}")
     if not args.no_segment:
         print("\nend to end: mean Dice vs the 4 readers (segment with the normal-marrow reference)")
         print(f"{'scan':6} {'manual seeded':>13} {'assisted seeded':>15} {'manual region-only':>18} "
@@ -164,12 +217,14 @@ def main(argv=None) -> int:
                 print(f"{row['id']:6} {s['manual seeded']:13.3f} {s['assisted seeded']:15.3f} "
                       f"{s['manual region-only']:18.3f} {s['assisted region-only']:20.3f}")
         seg = [r["segment"] for r in rows if "segment" in r]
+        if not seg:
+            seg = [{}]
         means = {k: float(np.mean([s[k] for s in seg])) for k in seg[0]}
         print("mean   " + "  ".join(f"{k} {v:.3f}" for k, v in means.items()))
     for r in rows:
         r.pop("_mask", None)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "region_sij.json"
+    out = RESULTS / ("region_sij_atlas.json" if atlas is not None else "region_sij.json")
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, indent=1, default=float))
     print(f"wrote {out}" + (f" and the regions to {write}" if write else ""))
     return 0

@@ -266,7 +266,8 @@ def _seed_indices(volume: Volume, seeds, seeds_mm) -> np.ndarray:
 
 
 def region_from_seeds(volume: Volume, *, seeds: Any = None, seeds_mm: Any = None, contrast: str = "auto",
-                      on: Volume | None = None, params: dict | None = None) -> RegionResult:
+                      on: Volume | None = None, params: dict | None = None, atlas: Any = None,
+                      atlas_best: int | None = None) -> RegionResult:
     """Outline the bone marrow of the clicked bones; the search region for :func:`bmeviz.segment`.
 
     Parameters
@@ -284,7 +285,15 @@ def region_from_seeds(volume: Volume, *, seeds: Any = None, seeds_mm: Any = None
         The fluid-sensitive scan whose grid the region is written on (same frame of
         reference); default: the grid of ``volume``.
     params : dict, optional
-        Overrides of :data:`PARAMS`.
+        Overrides of :data:`PARAMS` (or, with ``atlas``, of
+        :data:`bmeviz.region_atlas.ATLAS_PARAMS`).
+    atlas : str, path or sequence of (Volume, mask), optional
+        Outline by registering drawn regions of other patients instead (a folder of
+        ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz``, a CSV manifest with
+        ``image,region`` columns, or pairs); see :mod:`bmeviz.region_atlas`. The scan
+        itself is never its own atlas. Needs SimpleITK; 10-40 s.
+    atlas_best : int, optional
+        How many atlases (the best after the affine ranking) are fused; default 3.
 
     Returns
     -------
@@ -303,9 +312,10 @@ def region_from_seeds(volume: Volume, *, seeds: Any = None, seeds_mm: Any = None
         raise ParameterError(f"on must be a bmeviz.Volume (the fluid-sensitive scan); got {type(on).__name__}")
     p = dict(PARAMS)
     unknown = set(params or {}) - set(PARAMS)
-    if unknown:
+    if unknown and atlas is None:
         raise ParameterError(f"unknown region parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(PARAMS)}")
-    p.update(params or {})
+    if atlas is None:
+        p.update(params or {})
     t0 = time.perf_counter()
     kind = _resolve_contrast(volume, contrast)
     idx = _seed_indices(volume, seeds, seeds_mm)
@@ -322,7 +332,14 @@ def region_from_seeds(volume: Volume, *, seeds: Any = None, seeds_mm: Any = None
                     f"seed {i + 1} at voxel {tuple(int(v) for v in s)} is in dark tissue on this T1 (median "
                     f"{med:.4g} < {floor:.4g}, the {p['bright_check']:.0%} quantile of the body): click inside "
                     "the bright marrow of the bone, not on cortex, muscle or fluid (or use contrast='stir')")
-    mask, per_seed = _outline(image, volume.spacing, idx, p)
+    atlas_info = None
+    if atlas is not None:
+        from .region_atlas import atlas_outline
+
+        mask, atlas_info = atlas_outline(volume, idx, atlas, n_best=atlas_best, params=params)
+        per_seed = []
+    else:
+        mask, per_seed = _outline(image, volume.spacing, idx, p)
     if not mask.any():
         raise ParameterError("nothing was outlined from these seeds: click well inside the marrow of each bone")
     out = _on_grid(mask, volume, on)
@@ -338,12 +355,19 @@ def region_from_seeds(volume: Volume, *, seeds: Any = None, seeds_mm: Any = None
         "seconds": time.perf_counter() - t0,
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()},
     }
+    if atlas_info is not None:
+        info["method"] = "atlas"
+        del info["params"]
+        info.update(atlas_info)
+        info["seconds"] = time.perf_counter() - t0
+    else:
+        info["method"] = "classical"
     return RegionResult(out, info)
 
 
 # ----------------------------------------------------------------------------- CLI
 def add_cli(subparsers, command) -> None:
-    """``bmeviz region IMAGE --seed-mm=X,Y,Z ... --out REGION.nii.gz [--on FLUID_IMAGE]``."""
+    """``bmeviz region IMAGE --seed-mm=X,Y,Z ... --out REGION.nii.gz [--on FLUID_IMAGE] [--atlas DIR]``."""
     p = subparsers.add_parser("region", help="outline the bone-marrow search region from one click per bone")
     p.add_argument("image", help="T1-weighted scan (or the fluid-sensitive scan itself): DICOM or NIfTI")
     p.add_argument("--series", help="series key, UID, number or description of IMAGE (DICOM)")
@@ -355,6 +379,11 @@ def add_cli(subparsers, command) -> None:
     p.add_argument("--contrast", choices=CONTRASTS, default="auto", help="t1 (marrow bright), stir, or auto")
     p.add_argument("--on", metavar="FLUID_IMAGE", help="write the region on this scan's grid (default IMAGE)")
     p.add_argument("--out", required=True, help="output mask, .nii.gz (written atomically)")
+    p.add_argument("--atlas", metavar="DIR_OR_CSV",
+                   help="outline by registering drawn regions of other patients: a folder of <id>_T1W.nii.gz + "
+                        "<id>_disease_region.nii.gz, or a CSV with image,region columns (needs SimpleITK)")
+    p.add_argument("--atlas-best", type=int, default=None, metavar="N",
+                   help="with --atlas: fuse the N best-matching atlases (default 3)")
     command("region")(_cli_region)
 
 
@@ -374,10 +403,14 @@ def _cli_region(args) -> int:
     on = load(args.on) if args.on else None
     seeds = [_triple(s, "--seed") for s in args.seed or []]
     seeds_mm = [_triple(s, "--seed-mm") for s in args.seed_mm or []]
-    res = region_from_seeds(vol, seeds=seeds or None, seeds_mm=seeds_mm or None, contrast=args.contrast, on=on)
+    if args.atlas_best is not None and not args.atlas:
+        raise ParameterError("--atlas-best needs --atlas")
+    res = region_from_seeds(vol, seeds=seeds or None, seeds_mm=seeds_mm or None, contrast=args.contrast, on=on,
+                            atlas=args.atlas, atlas_best=args.atlas_best)
     save_mask(res.mask.array, on if on is not None else vol, out)
     info = res.info
+    how = info["contrast"] if not args.atlas else f"atlases {', '.join(info['atlases'])}"
     print(f"region: {info['voxels']} voxels, {info['volume_ml']:.1f} mL from {len(info['seeds'])} seed(s) "
-          f"({info['contrast']}), {info['seconds']:.2f} s")
+          f"({how}), {info['seconds']:.2f} s")
     print(f"wrote: {out}  (use it with: bmeviz segment FLUID_IMAGE --region {out} ...)")
     return 0

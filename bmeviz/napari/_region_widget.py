@@ -7,6 +7,10 @@ The outline is :func:`bmeviz.region.region_from_seeds`, run in a worker thread; 
 a Labels layer named ``bone region`` on the grid of the chosen scan, which the brush edits
 like any Labels layer and which the "BME segmentation" widget picks up as its region (it
 recognises the name).
+
+With an atlas folder set (drawn regions of other patients, see :mod:`bmeviz.region_atlas`),
+the button registers those atlases to the scan instead (10-40 s, in the worker thread: napari
+stays responsive and the status line says what runs).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                            QVBoxLayout, QWidget)
 
 from ..errors import BmevizError
 from ._layers import KEY, labels_kwargs, layer_volume
@@ -29,10 +34,10 @@ CLICKS_LAYER = "region clicks"
 REGION_LAYER = "bone region"
 
 
-def _outline_job(source, seeds: np.ndarray, contrast: str, target):
+def _outline_job(source, seeds: np.ndarray, contrast: str, target, atlas: str | None = None):
     from ..region import region_from_seeds
 
-    return region_from_seeds(source, seeds=seeds, contrast=contrast, on=target)
+    return region_from_seeds(source, seeds=seeds, contrast=contrast, on=target, atlas=atlas or None)
 
 
 class RegionWidget(QWidget):
@@ -56,6 +61,17 @@ class RegionWidget(QWidget):
         self.contrast_combo.addItems(["auto", "t1", "stir"])
         self.contrast_combo.setToolTip("auto: from the sequence; t1: marrow bright; stir: fluid-sensitive")
         form.addRow("contrast", self.contrast_combo)
+        atlas_row = QHBoxLayout()
+        self.atlas_edit = QLineEdit()
+        self.atlas_edit.setPlaceholderText("optional: folder of <id>_T1W + <id>_disease_region")
+        self.atlas_edit.setToolTip("Atlas folder (or CSV manifest): drawn regions of other patients, registered "
+                                   "to this scan instead of the classical outline (slower, often closer)")
+        self.atlas_button = QPushButton("…")
+        self.atlas_button.setToolTip("Choose the atlas folder")
+        self.atlas_button.clicked.connect(self._browse_atlas)
+        atlas_row.addWidget(self.atlas_edit)
+        atlas_row.addWidget(self.atlas_button)
+        form.addRow("atlases", atlas_row)
         layout.addLayout(form)
         self.clicks_button = QPushButton("Add clicks")
         self.clicks_button.setToolTip("Then click once inside the marrow of each bone")
@@ -123,6 +139,11 @@ class RegionWidget(QWidget):
         layer.mode = "add"
         self.status.setText("Click once inside the marrow of each bone, then 'Region from clicks'.")
 
+    def _browse_atlas(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Atlas folder (<id>_T1W + <id>_disease_region)")
+        if folder:
+            self.atlas_edit.setText(folder)
+
     # ------------------------------------------------------------------ run
     @property
     def busy(self) -> bool:
@@ -150,9 +171,11 @@ class RegionWidget(QWidget):
             return
         from napari.qt.threading import create_worker
 
-        self.status.setText(f"outlining from {len(seeds)} click(s)…")
+        atlas = self.atlas_edit.text().strip() or None
+        how = f"registering the atlases of {atlas} (10-40 s)" if atlas else "outlining"
+        self.status.setText(f"{how} from {len(seeds)} click(s)…")
         self.run_button.setEnabled(False)
-        worker = create_worker(_outline_job, source, seeds, self.contrast_combo.currentText(), target,
+        worker = create_worker(_outline_job, source, seeds, self.contrast_combo.currentText(), target, atlas,
                                _ignore_errors=True)
         worker.returned.connect(self._done)
         worker.errored.connect(self._fail)
@@ -175,8 +198,9 @@ class RegionWidget(QWidget):
             self.viewer.add_labels(data, **kw, opacity=0.35)
         info = result.info
         self.last_info = info
+        how = f"atlases {', '.join(info['atlases'])}" if info.get("method") == "atlas" else info["contrast"]
         self.status.setText(f"region: {info['volume_ml']:.1f} mL from {len(info['seeds'])} click(s) "
-                            f"({info['contrast']}, {info['seconds']:.1f} s). Edit it with the brush; "
+                            f"({how}, {info['seconds']:.1f} s). Edit it with the brush; "
                             "the BME widget uses it as its region.")
 
     def _fail(self, exc: Any) -> None:

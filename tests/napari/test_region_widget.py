@@ -59,3 +59,34 @@ def test_region_widget_without_clicks_says_so(make_napari_viewer_proxy, error_no
     widget.run()
     assert "no clicks" in widget.status.text()
     assert "bone region" not in viewer.layers
+
+
+def test_region_widget_with_an_atlas_folder(make_napari_viewer_proxy, qtbot, error_notifications, tmp_path):
+    """An atlas folder in the widget: the region comes from the atlas (registered in the worker
+    thread, napari stays responsive) and equals the core's result from the same folder."""
+    import pytest
+
+    pytest.importorskip("SimpleITK")
+    viewer, widget, t1, stir, marrow = _viewer_with_scans(make_napari_viewer_proxy)
+    other, other_marrow = t1, marrow  # another "patient": the same anatomy, moved
+    moved = other.affine.copy()
+    moved[:3, 3] += (2.0, -1.5, 0.0)  # lying 2.5 mm elsewhere
+    shifted = bmeviz.Volume(other.array, moved, other.metadata)
+    bmeviz.io.save_volume(shifted, tmp_path / "p1_T1W.nii.gz")
+    bmeviz.io.save_mask(other_marrow, shifted, tmp_path / "p1_disease_region.nii.gz")
+    widget.atlas_edit.setText(str(tmp_path))
+    widget.add_clicks()
+    from bmeviz.region_atlas import atlas_clicks
+
+    seed = atlas_clicks(t1, marrow)[0]  # deep in the bright marrow, as the widget asks
+    viewer.layers["region clicks"].add([list(seed)])
+    widget.run()
+    assert "registering the atlases" in widget.status.text()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120000)
+    assert not error_notifications
+    region = viewer.layers["bone region"].data > 0
+    assert widget.last_info["method"] == "atlas" and widget.last_info["atlases"] == ["p1"]
+    expected = region_from_seeds(t1, seeds=[seed], on=stir, atlas=tmp_path).mask.array
+    assert _dice(region, expected) >= 0.98  # the registration threads may differ by a few voxels
+    assert _dice(region, marrow) >= 0.85
+    assert "atlases p1" in widget.status.text()

@@ -1,0 +1,436 @@
+"""Region assist from atlases: drawn regions of other patients, registered to the clicked scan.
+
+An *atlas* is a T1-weighted scan of another patient with its bone region drawn by hand
+(the same protocol and the same drawing rule as the regions wanted). For a new scan and
+one click per bone, each atlas is registered to the scan and its region carried over; the
+regions of the atlases that matched best are fused. No trained model: SimpleITK
+registration only.
+
+Per atlas (all on intensities normalised by the 99th percentile):
+
+1. Start: the atlas's own clicks (the deepest bright point of each bone of its region,
+   found automatically) are shifted onto the user's clicks (centre onto centre), with
+   the rotation between the two scans' image frames; an exhaustive search (one SimpleITK
+   run, about 1 s) of translations (LPS x and y +-15 mm in 5 mm steps, z +-6.6 mm) and
+   rotations about LPS z (-6, 0, +6 degrees; the SIJ scans here are near-axial, so that is
+   about the slice normal) picks the start of best mutual information.
+2. Rigid, then affine registration (Mattes mutual information, sampled within
+   ``metric_mm`` of the clicks, on the image shrunk by ``shrink``).
+3. Ranking: the normalised cross-correlation between the warped atlas T1 and the
+   scan within the warped region widened by ``rank_mm``; it needs no truth on the scan.
+   Only the ``n_best`` best continue.
+4. Fast symmetric-forces demons at reduced in-plane size (``demons_shrink``) refine each
+   selected atlas; its region is warped (linear) to a probability.
+
+Fusion: the probabilities are averaged with weights = the ranking correlation, the
+region is the mean >= 0.5, only components that touch a click (within 5 mm) are kept and
+holes are filled slice by slice.
+
+Atlases are given as a folder of ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz``,
+a CSV manifest with ``image,region`` columns (paths relative to the CSV), or a list of
+``(Volume, mask)`` pairs. The scan itself is never used as its own atlas: an atlas with
+the scan's id (its file name without ``_T1W``), its file, or its voxel data is left out.
+
+Measured on 7 SIJ scans, leave-one-out, in ``docs/region.md``: mean Dice 0.71 against the
+manual regions (the classical outline: 0.36), 30-40 s per scan, but far from a drawn region;
+registration of other patients on 25 thick slices sometimes fails, which the ranking only
+partly catches, and the result varies from run to run (the metric's random sample).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .errors import BmevizError, ParameterError
+from .volume import Volume
+
+__all__ = ["Atlas", "load_atlases", "atlas_outline", "ATLAS_PARAMS"]
+
+#: Tunable parameters of the atlas path (see the module docstring).
+ATLAS_PARAMS: dict[str, Any] = {
+    "n_best": 3,  # atlases kept after the affine ranking (demons + fusion)
+    "metric_mm": 70.0,  # registration metric sampled within this distance of the clicks
+    "shrink": (4,),  # rigid/affine on the image shrunk 4x (adding level 2: 2x longer, no gain on 1013)
+    "iterations": 60,  # per stage and level
+    "search_mm": (15.0, 15.0, 6.6),  # exhaustive search around the start: LPS x, y, z (mm) ...
+    "search_step_mm": 5.0,  # ... in these steps (z: one step of search_mm[2] each side), before the rigid stage
+    "search_deg": 6.0,  # ... and in-plane rotations by -this, 0, +this degrees
+    "sampling": 0.2,  # fraction of the metric voxels sampled
+    "seed": 0,  # of the metric sampling; 0 = a new sample every run (not repeatable: see docs/region.md).
+    # Fixed seeds (1, 7) made even a shifted copy of the scan fail to register (SimpleITK 2.x), so 0 it is.
+    "rank_mm": 5.0,  # the warped region widened by this much is where the ranking correlation is computed
+    "demons_shrink": (4, 4, 1),  # demons on the image shrunk by (column, row, slice)
+    "demons_iterations": 50,
+    "demons_sd": 1.5,  # Gaussian smoothing of the displacement field (voxels of the shrunk grid)
+    "threshold": 0.5,  # fused probability threshold
+    "touch_mm": 5.0,  # a fused component is kept if within this distance of a click
+    "threads": 2,  # SimpleITK threads
+}
+
+IMAGE_SUFFIX = "_T1W"
+REGION_SUFFIX = "_disease_region"
+_NII = (".nii.gz", ".nii")
+
+
+class Atlas(NamedTuple):
+    """One atlas: a name (file id), the T1 Volume, its bool region on the same grid, and the
+    image file (resolved; None for an atlas given as a Volume)."""
+
+    name: str
+    image: Volume
+    region: np.ndarray
+    path: str | None = None
+
+
+# ----------------------------------------------------------------------------- loading
+_CACHE: dict[tuple, Atlas] = {}
+
+
+def _load_pair(name: str, image_path: Path, region_path: Path) -> Atlas:
+    from .geometry import same_grid
+    from .io import load
+
+    if not region_path.is_file():
+        raise ParameterError(f"atlas {image_path}: its region {region_path.name} is missing (each atlas image "
+                             f"<id>{IMAGE_SUFFIX}.nii.gz needs <id>{REGION_SUFFIX}.nii.gz beside it)")
+    key = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in (image_path, region_path))
+    if key in _CACHE:
+        return _CACHE[key]._replace(name=name)
+    vols = []
+    for p in (image_path, region_path):
+        try:
+            vols.append(load(p))
+        except BmevizError as exc:
+            raise ParameterError(f"atlas file {p} cannot be read: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any reader failure is a bad atlas file
+            raise ParameterError(f"atlas file {p} cannot be read: {type(exc).__name__}: {exc}") from None
+    image, region = vols
+    if not same_grid(image, region):
+        raise ParameterError(f"atlas region {region_path} is not on the grid of its image {image_path.name} "
+                             f"(shapes {region.shape} / {image.shape}, or the affines differ): redraw or resample it")
+    mask = np.asarray(region.array) > 0
+    if not mask.any():
+        raise ParameterError(f"atlas region {region_path} is empty")
+    atlas = Atlas(name, image, mask, str(image_path.resolve()))
+    if len(_CACHE) > 32:
+        _CACHE.clear()
+    _CACHE[key] = atlas
+    return atlas
+
+
+def _strip(name: str) -> str:
+    for ext in _NII:
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def load_atlases(atlas: Any) -> list[Atlas]:
+    """The atlases of a folder, a CSV manifest or a list of ``(Volume, mask)`` pairs.
+
+    Parameters
+    ----------
+    atlas : str, path, or sequence of (Volume, mask)
+        A folder of ``<id>_T1W.nii.gz`` with ``<id>_disease_region.nii.gz`` beside each;
+        a ``.csv`` with columns ``image`` and ``region`` (relative paths are relative to
+        the CSV); or pairs of a T1 Volume and its region (bool array or Volume on its grid).
+
+    Raises
+    ------
+    ParameterError
+        An empty folder, an image without its region, an unreadable file, a region not on
+        its image's grid, or an empty region; the message names the file.
+    """
+    if isinstance(atlas, (str, os.PathLike)):
+        path = Path(atlas)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if _strip(p.name).endswith(IMAGE_SUFFIX) and p.is_file())
+            if not images:
+                raise ParameterError(f"atlas folder {path} holds no <id>{IMAGE_SUFFIX}.nii.gz image (with "
+                                     f"<id>{REGION_SUFFIX}.nii.gz beside it)")
+            out = []
+            for img in images:
+                sid = _strip(img.name)[: -len(IMAGE_SUFFIX)]
+                ext = img.name[len(_strip(img.name)):]
+                out.append(_load_pair(sid, img, img.with_name(f"{sid}{REGION_SUFFIX}{ext}")))
+            return out
+        if path.is_file() and path.suffix.lower() == ".csv":
+            try:
+                with open(path, newline="", encoding="utf-8") as fh:
+                    rows = list(csv.DictReader(fh))
+            except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                raise ParameterError(f"atlas manifest {path} cannot be read: {exc}") from None
+            if not rows or not {"image", "region"} <= set(rows[0]):
+                raise ParameterError(f"atlas manifest {path} needs a header with columns image,region and one row "
+                                     "per atlas")
+            out = []
+            for i, row in enumerate(rows):
+                img, reg = (Path(row[k].strip()) for k in ("image", "region"))
+                img, reg = (p if p.is_absolute() else path.parent / p for p in (img, reg))
+                if not img.is_file():
+                    raise ParameterError(f"atlas manifest {path}, row {i + 2}: image {img} does not exist")
+                name = _strip(img.name)
+                out.append(_load_pair(name[: -len(IMAGE_SUFFIX)] if name.endswith(IMAGE_SUFFIX) else name, img, reg))
+            return out
+        raise ParameterError(f"atlas {path}: not a folder of atlases or a .csv manifest")
+    try:
+        pairs = list(atlas)
+    except TypeError:
+        raise ParameterError(f"atlas must be a folder, a CSV manifest or a list of (Volume, mask); got "
+                             f"{type(atlas).__name__}") from None
+    if not pairs:
+        raise ParameterError("atlas: the list of (Volume, mask) pairs is empty")
+    out = []
+    for i, pair in enumerate(pairs):
+        try:
+            image, region = pair
+        except (TypeError, ValueError):
+            raise ParameterError(f"atlas[{i}] must be a (Volume, mask) pair") from None
+        if not isinstance(image, Volume):
+            raise ParameterError(f"atlas[{i}]: the image must be a bmeviz.Volume; got {type(image).__name__}")
+        mask = np.asarray(region.array if isinstance(region, Volume) else region) > 0
+        if mask.shape != image.shape or not mask.any():
+            raise ParameterError(f"atlas[{i}]: the region must be a non-empty mask of shape {image.shape}; got "
+                                 f"shape {mask.shape}")
+        out.append(Atlas(f"atlas{i}", image, mask))
+    return out
+
+
+def _target_keys(volume: Volume) -> tuple[set[str], set[str]]:
+    """The scan's ids (file name without extension, and without ``_T1W``) and resolved files."""
+    ids, files = set(), set()
+    for f in volume.metadata.get("source_files") or []:
+        path = Path(str(f))
+        stem = _strip(path.name)
+        ids.add(stem[: -len(IMAGE_SUFFIX)] if stem.endswith(IMAGE_SUFFIX) else stem)
+        try:
+            files.add(str(path.resolve()))
+        except OSError:
+            pass
+    return ids, files
+
+
+def _is_target(atlas: Atlas, volume: Volume, keys: tuple[set[str], set[str]]) -> bool:
+    """The atlas is the scan itself: the same id, the same file, or the same voxel data."""
+    ids, files = keys
+    if atlas.name in ids or (atlas.path is not None and atlas.path in files):
+        return True
+    if atlas.image.shape != volume.shape or not np.allclose(atlas.image.affine, volume.affine, atol=1e-3):
+        return False
+    return bool(np.array_equal(np.asarray(atlas.image.array), np.asarray(volume.array)))
+
+
+# ----------------------------------------------------------------------------- registration
+def _norm(sitk, volume: Volume):
+    from .followup._sitk import to_sitk
+
+    a = np.nan_to_num(np.asarray(volume.array, np.float32))
+    hi = float(np.percentile(a, 99)) or 1.0
+    return to_sitk(volume, np.clip(a / hi, 0, 1.5))
+
+
+def atlas_clicks(image: Volume, region: np.ndarray) -> np.ndarray:
+    """One point per bone of a drawn SIJ region: the deepest bright point (smoothed T1 above
+    the region's median) of its right ilium, sacrum and left ilium (RAS x below -45 mm,
+    within 20 mm, above +45 mm of the region's median x); fewer if a part is empty."""
+    from scipy import ndimage as ndi
+
+    sm = ndi.gaussian_filter(np.asarray(image.array, np.float32), (0, 2, 2))
+    bright = region & (sm >= np.median(sm[region]))
+    bright = ndi.binary_opening(bright, np.ones((1, 3, 3), bool))
+    if not bright.any():
+        bright = region
+    edt = ndi.distance_transform_edt(bright, sampling=image.spacing)
+    idx = np.argwhere(bright)
+    x = image.index_to_ras(idx)[:, 0]
+    xc = float(np.median(x))
+    out = [idx[sel][int(np.argmax(edt[tuple(idx[sel].T)]))]
+           for sel in (x - xc < -45, np.abs(x - xc) < 20, x - xc > 45) if sel.any()]
+    return np.asarray(out, dtype=int)
+
+
+def _lps(volume: Volume, idx) -> np.ndarray:
+    return volume.index_to_ras(np.asarray(idx, float)) * np.array([-1.0, -1.0, 1.0])
+
+
+def _stage(sitk, F, M, init, kind: str, mask, p: dict):
+    R = sitk.ImageRegistrationMethod()
+    R.SetMetricAsMattesMutualInformation(32)
+    R.SetMetricSamplingStrategy(R.RANDOM)
+    R.SetMetricSamplingPercentage(p["sampling"], seed=int(p["seed"]))  # 0 = sitkWallClock: a new sample every run
+    R.SetMetricFixedMask(mask)
+    R.SetInterpolator(sitk.sitkLinear)
+    shrink = list(p["shrink"])
+    R.SetShrinkFactorsPerLevel(shrink)
+    R.SetSmoothingSigmasPerLevel([0.5 * s for s in shrink])
+    R.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    if kind == "search":  # a coarse grid of translations and in-plane rotations: the best start
+        step = float(p["search_step_mm"])
+        n = [int(round(v / step)) if i < 2 else (1 if v > 0 else 0) for i, v in enumerate(p["search_mm"])]
+        deg = float(p["search_deg"])
+        R.SetOptimizerAsExhaustive([0, 0, 1 if deg > 0 else 0, *n], stepLength=1.0)
+        R.SetOptimizerScales([1.0, 1.0, np.deg2rad(deg) or 1.0, step, step, float(p["search_mm"][2]) or 1.0])
+        R.SetShrinkFactorsPerLevel([shrink[0]])
+        R.SetSmoothingSigmasPerLevel([0.5 * shrink[0]])
+    else:
+        R.SetOptimizerAsRegularStepGradientDescent(2.0, 1e-3, int(p["iterations"]), relaxationFactor=0.6)
+        R.SetOptimizerScalesFromPhysicalShift()
+    if kind in ("rigid", "search"):
+        t = sitk.Euler3DTransform()
+        t.SetCenter(init.GetCenter())
+        m = np.array(init.GetMatrix()).reshape(3, 3)
+        u, _, vt = np.linalg.svd(m)
+        t.SetMatrix((u @ vt).ravel().tolist())
+        t.SetTranslation(init.GetTranslation())
+    else:
+        t = sitk.AffineTransform(3)
+        t.SetCenter(init.GetCenter())
+        t.SetMatrix(init.GetMatrix())
+        t.SetTranslation(init.GetTranslation())
+    R.SetInitialTransform(t, inPlace=True)
+    R.Execute(F, M)
+    return t
+
+
+def _demons(sitk, F, M, tx, p: dict):
+    shrink = [int(v) for v in p["demons_shrink"]]
+    fs = sitk.Shrink(sitk.SmoothingRecursiveGaussian(F, 1.0), shrink)
+    mr = sitk.Resample(M, F, tx, sitk.sitkLinear, 0.0)
+    ms = sitk.Shrink(sitk.SmoothingRecursiveGaussian(mr, 1.0), shrink)
+    ms = sitk.HistogramMatching(ms, fs, 64, 7)
+    d = sitk.FastSymmetricForcesDemonsRegistrationFilter()
+    d.SetNumberOfIterations(int(p["demons_iterations"]))
+    d.SetStandardDeviations(float(p["demons_sd"]))
+    d.SmoothDisplacementFieldOn()
+    field = d.Execute(fs, ms)
+    field = sitk.Resample(field, F, sitk.Transform(), sitk.sitkLinear, 0.0, field.GetPixelID())
+    dt = sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
+    return sitk.CompositeTransform([tx, dt])
+
+
+def _warp(sitk, atlas: Atlas, ref, tx, image: bool = False) -> np.ndarray:
+    from .followup._sitk import to_sitk
+
+    src = _norm(sitk, atlas.image) if image else to_sitk(atlas.image, atlas.region.astype(np.float32))
+    return sitk.GetArrayFromImage(sitk.Resample(src, ref, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def _near(shape, spacing, idx: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Bool mask of the voxels within ``radius_mm`` of any of the voxels ``idx``."""
+    from scipy import ndimage as ndi
+
+    seed = np.ones(shape, bool)
+    seed[tuple(np.asarray(idx).T)] = False
+    return ndi.distance_transform_edt(seed, sampling=spacing) <= radius_mm
+
+
+def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | None = None,
+                  params: dict | None = None) -> tuple[np.ndarray, dict]:
+    """The fused atlas region on ``volume``'s grid (bool array) and a record.
+
+    ``idx``: the clicks, ``(N, 3)`` voxel indices of ``volume``; ``atlas``: see
+    :func:`load_atlases`. Used by :func:`bmeviz.region.region_from_seeds` with ``atlas=``.
+    """
+    from scipy import ndimage as ndi
+
+    from .followup._sitk import require_sitk, to_sitk
+
+    sitk = require_sitk()
+    p = dict(ATLAS_PARAMS)
+    unknown = set(params or {}) - set(ATLAS_PARAMS)
+    if unknown:
+        raise ParameterError(f"unknown atlas parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(ATLAS_PARAMS)}")
+    p.update(params or {})
+    if n_best is not None:
+        p["n_best"] = n_best
+    if int(p["n_best"]) < 1:
+        raise ParameterError(f"atlas_best must be at least 1; got {p['n_best']}")
+    t0 = time.perf_counter()
+    atlases = load_atlases(atlas)
+    keys = _target_keys(volume)
+    excluded = [a.name for a in atlases if _is_target(a, volume, keys)]
+    atlases = [a for a in atlases if a.name not in excluded]
+    if not atlases:
+        raise ParameterError(f"no atlas left: the only atlas(es) {', '.join(excluded)} are this scan itself")
+    old_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(p["threads"]))
+    try:
+        F = _norm(sitk, volume)
+        near = _near(volume.shape, volume.spacing, idx, p["metric_mm"])
+        fmask = to_sitk(volume, near.astype(np.uint8), dtype=None)
+        target = sitk.GetArrayFromImage(F)
+        pf = _lps(volume, idx).mean(0)
+        df = np.array(F.GetDirection()).reshape(3, 3)
+        ranked = []
+        for a in atlases:
+            ta = time.perf_counter()
+            M = _norm(sitk, a.image)
+            pm = _lps(a.image, atlas_clicks(a.image, a.region)).mean(0)
+            init = sitk.AffineTransform(3)
+            init.SetCenter(pf.tolist())
+            init.SetMatrix((np.array(M.GetDirection()).reshape(3, 3) @ df.T).ravel().tolist())
+            init.SetTranslation((pm - pf).tolist())
+            try:
+                start = _stage(sitk, F, M, init, "search", fmask, p) if p["search_mm"] else init
+                rig = _stage(sitk, F, M, start, "rigid", fmask, p)
+                aff = _stage(sitk, F, M, rig, "affine", fmask, p)
+            except RuntimeError as exc:  # ITK: too few samples (the images do not overlap), etc.
+                ranked.append({"name": a.name, "ncc": -1.0, "error": str(exc).splitlines()[-1][:200],
+                               "seconds": time.perf_counter() - ta})
+                continue
+            prob = _warp(sitk, a, F, aff)
+            zone = ndi.binary_dilation(prob >= 0.5, iterations=max(1, int(round(p["rank_mm"] / min(volume.spacing[1:])))),
+                                       structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool))
+            warped = _warp(sitk, a, F, aff, image=True)
+            score = _ncc(warped[zone], target[zone]) if zone.sum() > 100 else -1.0
+            ranked.append({"name": a.name, "ncc": score, "atlas": a, "M": M, "affine": aff,
+                           "seconds": time.perf_counter() - ta})
+        ranked.sort(key=lambda r: -r["ncc"])
+        chosen = [r for r in ranked[: int(p["n_best"])] if r["ncc"] > 0]
+        if not chosen:
+            raise ParameterError("no atlas could be registered to this scan (check that the atlases are T1 scans of "
+                                 "the same joint and the clicks are in the bones)")
+        probs, weights = [], []
+        for r in chosen:
+            td = time.perf_counter()
+            tx = _demons(sitk, F, r["M"], r["affine"], p)
+            probs.append(_warp(sitk, r["atlas"], F, tx))
+            weights.append(r["ncc"])
+            r["seconds"] += time.perf_counter() - td
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old_threads)
+    w = np.asarray(weights, float)
+    fused = np.tensordot(w / w.sum(), np.asarray(probs), axes=1)
+    mask = fused >= p["threshold"]
+    lab, n = ndi.label(mask)
+    if n:
+        touch = _near(volume.shape, volume.spacing, idx, p["touch_mm"])
+        keep = np.unique(lab[touch & mask])
+        mask = np.isin(lab, keep[keep > 0])
+    if not mask.any():
+        raise ParameterError(f"the regions of the atlases {', '.join(r['name'] for r in chosen)} registered to this "
+                             "scan do not reach the clicks: click deep inside each bone's marrow, or try other atlases")
+    for z in range(mask.shape[0]):
+        mask[z] = ndi.binary_fill_holes(mask[z])
+    info = {
+        "atlases": [r["name"] for r in chosen],
+        "ranking": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                     if k in ("name", "ncc", "seconds", "error")} for r in ranked],
+        "excluded": excluded,
+        "seconds": time.perf_counter() - t0,
+        "atlas_params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()},
+    }
+    return mask, info

@@ -1,0 +1,194 @@
+"""Region assist from atlases (bmeviz.region_atlas): leave-one-out on a real SIJ scan with 3
+atlases against the classical outline, a second user's clicks, the scan itself never used as
+its own atlas, bad atlas folders, and the CLI writing on the --on grid.
+
+The real-data tests skip without ../shared/data. Registration runs on 2 SimpleITK threads;
+the whole file takes about a minute.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import bmeviz
+from bmeviz.cli import main
+from bmeviz.region import region_from_seeds
+from bmeviz.region_atlas import load_atlases
+
+from helpers import shared
+
+pytest.importorskip("SimpleITK")
+
+TARGET = "1013"
+ATLASES = ("1007", "4386", "2014", "1234")  # 4 others; the 3 best after the affine ranking are fused
+
+
+def _dice(a, b) -> float:
+    return 2.0 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def _paths(sid: str) -> tuple[Path, Path]:
+    return (shared("sij-stir-dev", "images", f"{sid}_T1W.nii.gz"),
+            shared("sij-stir-dev", "disease_region", f"{sid}_disease_region.nii.gz"))
+
+
+def _clicks(t1, manual, perturb=None):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from region_sij import clicks_from_region
+
+    return clicks_from_region(t1, manual, perturb=perturb)
+
+
+def _atlas_dir(tmp_path: Path, ids, *, alias: str | None = None) -> Path:
+    """Symlinks ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz`` (no copy of the data);
+    ``alias``: the target's pair once more under the made-up id 9999."""
+    d = tmp_path / "atlases"
+    d.mkdir()
+    for sid in ids:
+        img, reg = _paths(sid)
+        (d / f"{sid}_T1W.nii.gz").symlink_to(img.resolve())
+        (d / f"{sid}_disease_region.nii.gz").symlink_to(reg.resolve())
+    if alias:
+        img, reg = _paths(alias)
+        (d / "9999_T1W.nii.gz").symlink_to(img.resolve())
+        (d / "9999_disease_region.nii.gz").symlink_to(reg.resolve())
+    return d
+
+
+@pytest.fixture(scope="module")
+def target():
+    img, reg = _paths(TARGET)
+    t1 = bmeviz.load(img)
+    manual = bmeviz.load(reg).array > 0
+    stir = bmeviz.load(shared("sij-stir-dev", "images", f"{TARGET}_STIR.nii.gz"))
+    return t1, manual, stir
+
+
+@pytest.fixture(scope="module")
+def first_user(target, tmp_path_factory):
+    """Leave-one-out: 1013 from a folder holding 3 other scans, 1013 itself and 1013 again
+    under another id (both must be excluded)."""
+    t1, manual, stir = target
+    d = _atlas_dir(tmp_path_factory.mktemp("loo"), (*ATLASES, TARGET), alias=TARGET)
+    seeds = _clicks(t1, manual)
+    res = region_from_seeds(t1, seeds=seeds, on=stir, atlas=d)
+    classical = region_from_seeds(t1, seeds=seeds, on=stir)
+    return seeds, res, classical
+
+
+def test_leave_one_out_beats_the_classical_outline(target, first_user):
+    """Measured (2-core machine): atlas Dice 0.70 on 1013 (3 of 1007, 4386, 2014, 1234); the
+    classical outline 0.49. The metric's random sample is new every run (docs/region.md), so
+    the floor leaves room: 0.55 and 0.05 above the classical outline (0.90, the issue's
+    target, is not reached)."""
+    _, manual, stir = target
+    seeds, res, classical = first_user
+    m = res.mask.array
+    assert res.mask.shape == stir.shape and np.allclose(res.mask.affine, stir.affine)
+    assert res.info["method"] == "atlas"
+    assert sorted(res.info["excluded"]) == [TARGET, "9999"]  # same id; same voxel data under another id
+    assert len(res.info["atlases"]) == 3 and set(res.info["atlases"]) <= set(ATLASES)
+    assert sum(bool(m[tuple(s)]) for s in seeds) >= 2
+    d_atlas, d_classical = _dice(m, manual), _dice(classical.mask.array, manual)
+    assert d_atlas >= 0.55
+    assert d_atlas > d_classical + 0.05
+    assert 0.5 < m.sum() / manual.sum() < 1.5
+
+
+def test_second_user_clicks_barely_move_the_atlas_region(target, first_user):
+    """A second user's clicks (random points at least half as deep in each bone): measured
+    agreement 0.83 with the first user's region (Dice vs manual 0.68); floors 0.60 and 0.55
+    (a new metric sample every run)."""
+    t1, manual, stir = target
+    _, res, _ = first_user
+    pairs = [(bmeviz.load(_paths(s)[0]), bmeviz.load(_paths(s)[1])) for s in ATLASES]
+    res2 = region_from_seeds(t1, seeds=_clicks(t1, manual, perturb=int(TARGET)), on=stir, atlas=pairs)
+    assert len(res2.info["atlases"]) == 3 and not res2.info["excluded"]
+    assert _dice(res2.mask.array, res.mask.array) >= 0.60
+    assert _dice(res2.mask.array, manual) >= 0.55
+
+
+def test_bad_atlas_folders_name_the_file(tmp_path):
+    t1 = bmeviz.Volume(np.random.default_rng(0).random((6, 20, 20)).astype(np.float32), np.diag([3.0, 0.6, 0.6, 1]))
+    region = np.zeros(t1.shape, np.uint8)
+    region[2:4, 5:15, 5:15] = 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(bmeviz.ParameterError, match="holds no"):
+        load_atlases(empty)
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    bmeviz.io.save_volume(t1, lone / "7_T1W.nii.gz")
+    with pytest.raises(bmeviz.ParameterError, match=r"7_disease_region\.nii\.gz is missing"):
+        load_atlases(lone)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    bmeviz.io.save_volume(t1, broken / "7_T1W.nii.gz")
+    (broken / "7_disease_region.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(bmeviz.ParameterError, match=r"7_disease_region\.nii\.gz cannot be read"):
+        load_atlases(broken)
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    bmeviz.io.save_volume(t1, grid / "7_T1W.nii.gz")
+    bmeviz.io.save_mask(region[:, :10], bmeviz.Volume(t1.array[:, :10], t1.affine), grid / "7_disease_region.nii.gz")
+    with pytest.raises(bmeviz.ParameterError, match=r"7_disease_region\.nii\.gz is not on the grid"):
+        load_atlases(grid)
+    good = tmp_path / "good"
+    good.mkdir()
+    bmeviz.io.save_volume(t1, good / "7_T1W.nii.gz")
+    bmeviz.io.save_mask(region, t1, good / "7_disease_region.nii.gz")
+    (good / "atlases.csv").write_text("image,region\n7_T1W.nii.gz,7_disease_region.nii.gz\n")
+    assert [a.name for a in load_atlases(good)] == ["7"]
+    assert [a.name for a in load_atlases(good / "atlases.csv")] == ["7"]
+    with pytest.raises(bmeviz.ParameterError, match="image,region"):
+        (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+        load_atlases(tmp_path / "bad.csv")
+    # the only atlas is the scan itself
+    with pytest.raises(bmeviz.ParameterError, match="this scan itself"):
+        region_from_seeds(t1, seeds=[[3, 10, 10]], contrast="stir", atlas=[(t1, region)])
+
+
+def test_cli_atlas_writes_on_the_fluid_grid(tmp_path, capsys, target):
+    t1, manual, _ = target
+    d = _atlas_dir(tmp_path, ATLASES[2:3])
+    mm = t1.index_to_ras(_clicks(t1, manual).astype(float))
+    stir_path = shared("sij-stir-dev", "images", f"{TARGET}_STIR.nii.gz")
+    out = tmp_path / "region.nii.gz"
+    argv = ["region", str(_paths(TARGET)[0]), *[f"--seed-mm={x},{y},{z}" for x, y, z in mm], "--on", str(stir_path),
+            "--atlas", str(d), "--atlas-best", "1", "--out", str(out)]
+    assert main(argv) == 0
+    assert "atlases 2014" in capsys.readouterr().out
+    img, ref = nib.load(out), nib.load(stir_path)
+    assert np.allclose(img.affine, ref.affine) and img.shape == ref.shape
+    assert _dice(np.asarray(img.dataobj).transpose(2, 1, 0) > 0, manual) >= 0.55
+    bad = tmp_path / "none"
+    bad.mkdir()
+    assert main([*argv[:-6], "--atlas", str(bad), "--out", str(tmp_path / "x.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bmeviz: error:") and str(bad) in err and not (tmp_path / "x.nii.gz").exists()
+
+
+def test_target_excluded_by_its_own_id_not_by_a_shared_prefix(tmp_path):
+    """Synthetic: the scan p_01 in the folder beside p_02 (the same anatomy, moved): only
+    p_01 is left out (its id; p_02 shares the prefix "p"), p_02 is used and gives back the bone."""
+    from test_region import make_t1
+
+    from bmeviz.region_atlas import atlas_clicks
+
+    t1, marrow = make_t1()
+    moved = t1.affine.copy()
+    moved[:3, 3] += (2.0, -1.5, 1.0)  # the same anatomy lying 2.7 mm elsewhere
+    other = bmeviz.Volume(t1.array, moved, t1.metadata)
+    for sid, vol, m in (("p_01", t1, marrow), ("p_02", other, marrow)):
+        bmeviz.io.save_volume(vol, tmp_path / f"{sid}_T1W.nii.gz")
+        bmeviz.io.save_mask(m, vol, tmp_path / f"{sid}_disease_region.nii.gz")
+    target = bmeviz.load(tmp_path / "p_01_T1W.nii.gz")
+    click = atlas_clicks(t1, marrow)  # where a user clicks: deep in the bright marrow
+    res = region_from_seeds(target, seeds=click, atlas=tmp_path)
+    assert res.info["excluded"] == ["p_01"] and res.info["atlases"] == ["p_02"]
+    assert _dice(res.mask.array, marrow) >= 0.85
