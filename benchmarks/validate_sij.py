@@ -483,6 +483,8 @@ def validate_main(args) -> int:
         argv += ["--reference-mode", args.reference_mode]
     if args.region_dir:
         argv += ["--region-dir", args.region_dir]
+        if args.region_label:
+            argv += ["--region-label", args.region_label]
     for item in args.set or []:
         argv += ["--set", item]
     return cli_main(argv)
@@ -497,6 +499,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the simulated users (default 0)")
     ap.add_argument("--reference-mode", choices=["point", "mask", "auto"], help="as bmeviz validate")
     ap.add_argument("--region-dir", help="alternative regions, as bmeviz validate")
+    ap.add_argument("--region-label", help="their name in the tables, as bmeviz validate (default assisted)")
     ap.add_argument("--set", action="append", metavar="NAME=VALUE", help="a segment() option, as bmeviz validate")
     args = ap.parse_args(argv)
 
