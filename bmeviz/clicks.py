@@ -272,6 +272,8 @@ def with_fragments(image: np.ndarray, grown: GrowResult, seed: np.ndarray, *, le
     """
     from scipy import ndimage as ndi
 
+    from .lesions import label
+
     if region is None or grown.bbox is None or grown.leaked[0] or grown.below[0]:
         return grown  # without a region, fluid next to bone is one gap away from a lesion
     sp = np.asarray(spacing, float)
@@ -287,12 +289,15 @@ def with_fragments(image: np.ndarray, grown: GrowResult, seed: np.ndarray, *, le
     r = np.maximum(1, np.rint(gap_mm / sp[1:]).astype(int))
     disk = np.zeros((1, 2 * r[0] + 1, 2 * r[1] + 1), bool)
     disk[0] = True
-    cube = np.ones((3, 3, 3), bool)
-    joined, _ = ndi.label(ndi.binary_dilation(cand, structure=disk), structure=cube)
+    # no piece of the fragment size outside the seed's own region: nothing to join (the usual case)
+    outside = label(cand & ~own, connectivity=26)
+    if not outside.any() or np.bincount(outside.ravel())[1:].max() * float(np.prod(sp)) < FRAGMENT_MIN_MM3:
+        return grown
+    joined = label(ndi.binary_dilation(cand, structure=disk), connectivity=26)
     k = joined[tuple(np.asarray(seed) - lo)]
     if not k:
         return grown
-    pieces, _ = ndi.label(cand & (joined == k), structure=cube)
+    pieces = label(cand & (joined == k), connectivity=26)
     sizes = np.bincount(pieces.ravel())
     keep = sizes * float(np.prod(sp)) >= FRAGMENT_MIN_MM3
     keep[0] = False
