@@ -132,6 +132,23 @@ def _inside(point: np.ndarray, part: tuple) -> bool:
     return all(0 <= c < n for c, n in zip(local, comp.shape)) and bool(comp[local])
 
 
+def _final(img: np.ndarray, seed: np.ndarray, lv: dict, parts: list, kw: dict, spacing, connectivity: int) -> GrowResult:
+    """A seed's region at its chosen level: the component found while trying the levels when
+    there is one (the same voxels as growing again), else :func:`grow`."""
+    if lv.get("separated", True) is False:
+        return _nothing(img.shape, seed, spacing, connectivity)
+    j = int(lv["raised_by_steps"])
+    part = parts[j] if "shared_from" not in lv and j < len(parts) else None
+    if part is None or not part[1].any():
+        return grow(img, seed, low=lv["level"], **kw)
+    box, comp = part
+    mask = np.zeros(img.shape, bool)
+    mask[box] = comp
+    return GrowResult(mask=mask, seed_labels=mask.astype(np.int32), seeds=np.asarray([seed]),
+                      voxels=(int(np.count_nonzero(comp)),), leaked=(False,), below=(False,), low=float(lv["level"]),
+                      high=kw.get("high"), spacing=tuple(spacing), connectivity=connectivity, bbox=_bbox(mask))
+
+
 def _nothing(shape: tuple, seed: np.ndarray, spacing, connectivity: int) -> GrowResult:
     """The result of a seed that grows nothing because its region leaked."""
     return GrowResult(mask=np.zeros(shape, bool), seed_labels=np.zeros(shape, np.int32), seeds=np.asarray([seed]),
@@ -321,9 +338,19 @@ def with_fragments(image: np.ndarray, grown: GrowResult, seed: np.ndarray, *, le
     mask[box] |= inner[pieces]
     outer = found[~inner[found]]
     firsts = ndi.minimum_position(np.arange(pieces.size).reshape(pieces.shape), pieces, outer) if outer.size else []
+    starts = np.asarray(firsts, int).reshape(-1, 3) + lo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a piece past the guard is simply not taken
-        for first in np.asarray(firsts, int).reshape(-1, 3) + lo:
+        if len(starts) > 1:  # usually no piece reaches another seed's lesion: all in one grow
+            together = grow(image, starts, low=level, high=high, region=region, spacing=sp,
+                            connectivity=grown.connectivity, max_volume_ml=budget)
+            if any(together.leaked):
+                return grown  # a piece that goes on past the budget: another structure
+            b = together.bbox
+            if b is not None and (taken is None or not (taken[b] & together.mask[b] & ~grown.mask[b]).any()):
+                mask[b] |= together.mask[b]
+                starts = starts[:0]
+        for first in starts:
             if mask[tuple(first)]:
                 continue
             piece = grow(image, first, low=level, high=high, region=region, spacing=sp,
@@ -437,6 +464,7 @@ def grow_without_leaks(
     kw = dict(high=high, region=reg, connectivity=conn, spacing=sp, max_volume_ml=vmax, max_radius_mm=rmax)
     levels = []
     first: list = []  # per seed: (box, component) at ``low`` when it was complete, else None
+    parts: list = []  # per seed, per level tried: its (box, component): the final region without growing again
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # leak-guard warnings of the trial levels: the final grow says it
         for i, p in enumerate(pts):
@@ -444,6 +472,7 @@ def grow_without_leaks(
             vols = []
             prev = None  # (box, component) of the last level whose region was complete (not leaked)
             first.append(None)
+            parts.append([])  # per level tried: (box, component), or None where it leaked
             for j in range(int(steps) + 1):
                 level = low + j * step
                 if value < level or (high is not None and level > high):
@@ -459,6 +488,7 @@ def grow_without_leaks(
                 else:  # a higher level's region is a subset of the last one: relabel only that
                     prev = _component_above(img, prev, p, level, conn)
                     vols.append(int(np.count_nonzero(prev[1])))
+                parts[-1].append(prev if np.isfinite(vols[-1]) else None)
                 # a higher level grows a subset: once the region is under min_drop_ml no later
                 # step can drop by min_drop_ml, so the levels above cannot change the choice
                 if vols[-1] * voxel_ml < min_drop_ml:
@@ -472,8 +502,7 @@ def grow_without_leaks(
                            "volume_ml_at_low": None if not vols or not np.isfinite(vols[0]) else vols[0] * voxel_ml})
     _share_leaks(img, pts, levels, first, low, step, steps, conn)
     # final grow, one seed at a time at its own level (first seed wins where regions overlap)
-    grown = [grow(img, p, low=lv["level"], **kw) if lv.get("separated", True) else _nothing(img.shape, p, sp, conn)
-             for p, lv in zip(pts, levels)]
+    grown = [_final(img, p, lv, pp, kw, sp, conn) for p, lv, pp in zip(pts, levels, parts)]
     if fragment_gap_mm:
         taken = np.zeros(img.shape, bool)  # every seed's region: never another seed's fragment
         for g in grown:
