@@ -132,6 +132,13 @@ def _inside(point: np.ndarray, part: tuple) -> bool:
     return all(0 <= c < n for c, n in zip(local, comp.shape)) and bool(comp[local])
 
 
+def _labels_of(mask: np.ndarray, box: tuple) -> np.ndarray:
+    """One seed's ``seed_labels`` (1 on its region): zeros (pages untouched) filled on its box."""
+    out = np.zeros(mask.shape, np.int32)
+    out[box] = mask[box]
+    return out
+
+
 def _final(img: np.ndarray, seed: np.ndarray, lv: dict, parts: list, kw: dict, spacing, connectivity: int) -> GrowResult:
     """A seed's region at its chosen level: the component found while trying the levels when
     there is one (the same voxels as growing again), else :func:`grow`."""
@@ -144,7 +151,7 @@ def _final(img: np.ndarray, seed: np.ndarray, lv: dict, parts: list, kw: dict, s
     box, comp = part
     mask = np.zeros(img.shape, bool)
     mask[box] = comp
-    return GrowResult(mask=mask, seed_labels=mask.astype(np.int32), seeds=np.asarray([seed]),
+    return GrowResult(mask=mask, seed_labels=_labels_of(mask, box), seeds=np.asarray([seed]),
                       voxels=(int(np.count_nonzero(comp)),), leaked=(False,), below=(False,), low=float(lv["level"]),
                       high=kw.get("high"), spacing=tuple(spacing), connectivity=connectivity, bbox=_bbox(mask))
 
@@ -363,7 +370,7 @@ def with_fragments(image: np.ndarray, grown: GrowResult, seed: np.ndarray, *, le
     n = int(np.count_nonzero(mask))
     if n == n_own or n > FRAGMENT_LIMIT * n_own:
         return grown
-    return GrowResult(mask=mask, seed_labels=mask.astype(np.int32), seeds=grown.seeds, voxels=(n,),
+    return GrowResult(mask=mask, seed_labels=_labels_of(mask, _bbox(mask)), seeds=grown.seeds, voxels=(n,),
                       leaked=grown.leaked, below=grown.below, low=grown.low, high=grown.high,
                       spacing=grown.spacing, connectivity=grown.connectivity, bbox=_bbox(mask))
 
