@@ -64,7 +64,7 @@ ATLAS_PARAMS: dict[str, Any] = {
     "sampling": 0.2,  # fraction of the metric voxels sampled
     "seed": 0,  # of the metric sampling; 0 = a new sample every run (not repeatable: see docs/region.md).
     "restarts": (),  # fixed sampling seeds, e.g. (1, 2, 3): each atlas registered once per seed, the best by the
-    # ranking kept: repeatable, ~2x slower, leave-one-out mean Dice 0.66 against 0.70-0.71 (docs/region.md)
+    # ranking kept: repeatable, ~2.5x slower, leave-one-out mean Dice 0.66 against 0.70-0.71 (docs/region.md)
     # Fixed seeds (1, 7) made even a shifted copy of the scan fail to register (SimpleITK 2.x), so 0 it is.
     "rank_mm": 5.0,  # the warped region widened by this much is where the ranking correlation is computed
     "demons_shrink": (4, 4, 1),  # demons on the image shrunk by (column, row, slice)
