@@ -470,7 +470,6 @@ def grow_without_leaks(
     voxel_ml = float(np.prod(sp)) / 1000.0
     kw = dict(high=high, region=reg, connectivity=conn, spacing=sp, max_volume_ml=vmax, max_radius_mm=rmax)
     levels = []
-    first: list = []  # per seed: (box, component) at ``low`` when it was complete, else None
     parts: list = []  # per seed, per level tried: its (box, component): the final region without growing again
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # leak-guard warnings of the trial levels: the final grow says it
@@ -478,7 +477,6 @@ def grow_without_leaks(
             value = float(img[tuple(p)])
             vols = []
             prev = None  # (box, component) of the last level whose region was complete (not leaked)
-            first.append(None)
             parts.append([])  # per level tried: (box, component), or None where it leaked
             for j in range(int(steps) + 1):
                 level = low + j * step
@@ -490,8 +488,6 @@ def grow_without_leaks(
                     if not g.leaked[0] and vols[-1]:
                         box = _bbox(g.mask)
                         prev = (box, g.mask[box])
-                        if j == 0:
-                            first[-1] = prev
                 else:  # a higher level's region is a subset of the last one: relabel only that
                     prev = _component_above(img, prev, p, level, conn)
                     vols.append(int(np.count_nonzero(prev[1])))
@@ -507,6 +503,7 @@ def grow_without_leaks(
                     chosen = j + 1
             levels.append({"seed": i + 1, "level": low + chosen * step, "raised_by_steps": chosen,
                            "volume_ml_at_low": None if not vols or not np.isfinite(vols[0]) else vols[0] * voxel_ml})
+    first = [pp[0] if pp else None for pp in parts]  # each seed's region at ``low`` (None: leaked or empty)
     _share_leaks(img, pts, levels, first, low, step, steps, conn)
     # final grow, one seed at a time at its own level (first seed wins where regions overlap)
     grown = [_final(img, p, lv, pp, kw, sp, conn) for p, lv, pp in zip(pts, levels, parts)]

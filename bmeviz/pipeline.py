@@ -547,13 +547,12 @@ def segment(
         min_contrast = None if seed_idx.size else REGION_MIN_CONTRAST_SD
     contrast_dropped = None
     if min_contrast:
-        c_median, c_sigma = ref_median, ref_sigma
-        if str((ref_info.get("robust") or {}).get("method", "")).startswith("automatic reference"):
-            # a point stands for nearby marrow, whose spread varies with where the point is (1234:
-            # 11.9 vs 13.3): the contrast rule reads the region's own automatic reference, the same
-            # for every user, so a faint band at the rule's edge is not kept by some users only
-            whole = auto_reference_cached(image, region_mask, spacing).info
-            c_median, c_sigma = float(whole["median"]), float(whole["sigma"])
+        # a point stands for nearby marrow, whose spread varies with where the point is (1234:
+        # 11.9 vs 13.3): the contrast rule reads the region's own automatic reference, the same
+        # for every user, so a faint band at the rule's edge is not kept by some users only
+        robust = ref_info.get("robust") or {}
+        c_median = float(robust.get("region_median", ref_median))
+        c_sigma = float(robust.get("region_sigma", ref_sigma))
         sub, contrast_dropped = drop_low_contrast(sub, image[box], median=c_median, sigma=c_sigma,
                                                   min_contrast_sd=min_contrast)
     labels = np.zeros(volume.shape, dtype=sub.dtype)

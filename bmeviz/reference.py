@@ -437,7 +437,8 @@ def marrow_near_point(image: Any, point: Any, *, region: Any, spacing: Any = (1.
     -------
     CleanReference or None
         None when neither has :data:`MIN_VOXELS` voxels (use the ball, cleaned). ``info``
-        says which (``method``), with ``search_mm``.
+        says which (``method``), with ``search_mm``, and the whole region's automatic
+        reference ``region_median`` / ``region_sigma``.
 
     Examples
     --------
@@ -460,6 +461,7 @@ def marrow_near_point(image: Any, point: Any, *, region: Any, spacing: Any = (1.
     near = np.zeros(img.shape, bool)
     near[tuple(slice(a, b) for a, b in zip(lo, hi))] = ball(lo, hi, p, sp, search_mm)
     auto = auto_reference_cached(img, reg, sp)
+    whole = {"region_median": auto.info["median"], "region_sigma": auto.info["sigma"]}
     mask, how = near & auto.mask, "automatic reference near the point"
     if np.count_nonzero(mask) < NEAR_POINT_VOXELS:
         local = near & reg
@@ -475,4 +477,4 @@ def marrow_near_point(image: Any, point: Any, *, region: Any, spacing: Any = (1.
         return None
     med, sig = robust_sigma(img[mask])
     return CleanReference(mask=mask, info=jsonable({**auto.info, "method": how, "search_mm": search_mm,
-                                                    "voxels": voxels, "median": med, "sigma": sig}))
+                                                    "voxels": voxels, "median": med, "sigma": sig, **whole}))
