@@ -42,6 +42,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -62,17 +63,17 @@ ATLAS_PARAMS: dict[str, Any] = {
     "search_step_mm": 5.0,  # ... in these steps (z: one step of search_mm[2] each side), before the rigid stage
     "search_deg": 6.0,  # ... and in-plane rotations by -this, 0, +this degrees
     "sampling": 0.2,  # fraction of the metric voxels sampled
-    "seed": 0,  # of the metric sampling; 0 = a new sample every run (not repeatable: see docs/region.md).
-    "restarts": (),  # fixed sampling seeds, e.g. (1, 2, 3): each atlas registered once per seed, the best by the
-    # ranking kept: repeatable, ~2.5x slower, leave-one-out mean Dice 0.66 against 0.70-0.71 (docs/region.md)
-    # Fixed seeds (1, 7) made even a shifted copy of the scan fail to register (SimpleITK 2.x), so 0 it is.
+    "seeds": (1,),  # metric sampling seeds: fixed, so the same clicks give the same region run after run. Each
+    # stage (search, rigid, affine) draws its own sample from the seed: with one sample for all three, a seed that
+    # misled the search misled the rest (a good atlas then landed at Dice 0.3; docs/region.md). Several seeds:
+    # each atlas is registered once per seed and the best by the ranking is kept (slower, no gain measured).
     "rank_mm": 5.0,  # the warped region widened by this much is where the ranking correlation is computed
     "demons_shrink": (4, 4, 1),  # demons on the image shrunk by (column, row, slice)
     "demons_iterations": 50,
     "demons_sd": 1.5,  # Gaussian smoothing of the displacement field (voxels of the shrunk grid)
     "threshold": 0.5,  # fused probability threshold
     "touch_mm": 5.0,  # a fused component is kept if within this distance of a click
-    "threads": 2,  # SimpleITK threads
+    "threads": 2,  # atlases registered side by side (each on one SimpleITK thread: repeatable)
 }
 
 IMAGE_SUFFIX = "_T1W"
@@ -261,11 +262,15 @@ def _lps(volume: Volume, idx) -> np.ndarray:
     return volume.index_to_ras(np.asarray(idx, float)) * np.array([-1.0, -1.0, 1.0])
 
 
+_STAGE_SALT = {"search": 1, "rigid": 2, "affine": 3}
+
+
 def _stage(sitk, F, M, init, kind: str, mask, p: dict):
     R = sitk.ImageRegistrationMethod()
     R.SetMetricAsMattesMutualInformation(32)
     R.SetMetricSamplingStrategy(R.RANDOM)
-    R.SetMetricSamplingPercentage(p["sampling"], seed=int(p["seed"]))  # 0 = sitkWallClock: a new sample every run
+    # a fixed sample per stage (seed 0 would be SimpleITK's wall clock: another region every run)
+    R.SetMetricSamplingPercentage(p["sampling"], seed=_STAGE_SALT[kind] + 7919 * int(p["seed"]))
     R.SetMetricFixedMask(mask)
     R.SetInterpolator(sitk.sitkLinear)
     shrink = list(p["shrink"])
@@ -353,6 +358,9 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
     sitk = require_sitk()
     p = dict(ATLAS_PARAMS)
     unknown = set(params or {}) - set(ATLAS_PARAMS)
+    if unknown & {"seed", "restarts"}:
+        raise ParameterError("atlas parameters 'seed' and 'restarts' are now one, 'seeds' (fixed sampling seeds, "
+                             "default (1,)): the region is repeatable by default")
     if unknown:
         raise ParameterError(f"unknown atlas parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(ATLAS_PARAMS)}")
     p.update(params or {})
@@ -367,63 +375,66 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
     atlases = [a for a in atlases if a.name not in excluded]
     if not atlases:
         raise ParameterError(f"no atlas left: the only atlas(es) {', '.join(excluded)} are this scan itself")
-    old_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    # with fixed samples, one thread: the metric's sums then come in one order (2 threads gave a
-    # different region on a loaded machine)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1 if p["restarts"] else int(p["threads"]))
-    try:
-        F = _norm(sitk, volume)
-        near = _near(volume.shape, volume.spacing, idx, p["metric_mm"])
-        fmask = to_sitk(volume, near.astype(np.uint8), dtype=None)
-        target = sitk.GetArrayFromImage(F)
-        pf = _lps(volume, idx).mean(0)
-        df = np.array(F.GetDirection()).reshape(3, 3)
-        ranked = []
-        for a in atlases:
-            ta = time.perf_counter()
-            M = _norm(sitk, a.image)
-            pm = _lps(a.image, atlas_clicks(a.image, a.region)).mean(0)
-            init = sitk.AffineTransform(3)
-            init.SetCenter(pf.tolist())
-            init.SetMatrix((np.array(M.GetDirection()).reshape(3, 3) @ df.T).ravel().tolist())
-            init.SetTranslation((pm - pf).tolist())
-            best, error = None, None
-            for seed in (list(p["restarts"]) or [p["seed"]]):
-                q = {**p, "seed": int(seed)}
-                try:
-                    start = _stage(sitk, F, M, init, "search", fmask, q) if q["search_mm"] else init
-                    rig = _stage(sitk, F, M, start, "rigid", fmask, q)
-                    aff = _stage(sitk, F, M, rig, "affine", fmask, q)
-                except RuntimeError as exc:  # ITK: too few samples (the images do not overlap), etc.
-                    error = str(exc).splitlines()[-1][:200]
-                    continue
-                prob = _warp(sitk, a, F, aff)
-                zone = ndi.binary_dilation(prob >= 0.5,
-                                           iterations=max(1, int(round(p["rank_mm"] / min(volume.spacing[1:])))),
-                                           structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool))
-                warped = _warp(sitk, a, F, aff, image=True)
-                score = _ncc(warped[zone], target[zone]) if zone.sum() > 100 else -1.0
-                if best is None or score > best[0]:
-                    best = (score, aff)
-            if best is None:
-                ranked.append({"name": a.name, "ncc": -1.0, "error": error, "seconds": time.perf_counter() - ta})
+    F = _norm(sitk, volume)
+    near = _near(volume.shape, volume.spacing, idx, p["metric_mm"])
+    fmask = to_sitk(volume, near.astype(np.uint8), dtype=None)
+    target = sitk.GetArrayFromImage(F)
+    pf = _lps(volume, idx).mean(0)
+    df = np.array(F.GetDirection()).reshape(3, 3)
+    grow = max(1, int(round(p["rank_mm"] / min(volume.spacing[1:]))))
+    cross = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool)
+
+    def register(a: Atlas) -> dict:
+        """Start search, rigid, affine and the ranking score of one atlas (its best seed)."""
+        ta = time.perf_counter()
+        M = _norm(sitk, a.image)
+        pm = _lps(a.image, atlas_clicks(a.image, a.region)).mean(0)
+        init = sitk.AffineTransform(3)
+        init.SetCenter(pf.tolist())
+        init.SetMatrix((np.array(M.GetDirection()).reshape(3, 3) @ df.T).ravel().tolist())
+        init.SetTranslation((pm - pf).tolist())
+        best, error = None, None
+        for seed in p["seeds"]:
+            q = {**p, "seed": int(seed)}
+            try:
+                start = _stage(sitk, F, M, init, "search", fmask, q) if q["search_mm"] else init
+                aff = _stage(sitk, F, M, _stage(sitk, F, M, start, "rigid", fmask, q), "affine", fmask, q)
+            except RuntimeError as exc:  # ITK: too few samples (the images do not overlap), etc.
+                error = str(exc).splitlines()[-1][:200]
                 continue
-            ranked.append({"name": a.name, "ncc": best[0], "atlas": a, "M": M, "affine": best[1],
-                           "seconds": time.perf_counter() - ta})
-        ranked.sort(key=lambda r: -r["ncc"])
-        chosen = [r for r in ranked[: int(p["n_best"])] if r["ncc"] > 0]
-        if not chosen:
-            raise ParameterError("no atlas could be registered to this scan (check that the atlases are T1 scans of "
-                                 "the same joint and the clicks are in the bones)")
-        probs, weights = [], []
-        for r in chosen:
-            td = time.perf_counter()
-            tx = _demons(sitk, F, r["M"], r["affine"], p)
-            probs.append(_warp(sitk, r["atlas"], F, tx))
-            weights.append(r["ncc"])
-            r["seconds"] += time.perf_counter() - td
+            zone = ndi.binary_dilation(_warp(sitk, a, F, aff) >= 0.5, iterations=grow, structure=cross)
+            warped = _warp(sitk, a, F, aff, image=True)
+            score = _ncc(warped[zone], target[zone]) if zone.sum() > 100 else -1.0
+            if best is None or score > best[0]:
+                best = (score, aff)
+        if best is None:
+            return {"name": a.name, "ncc": -1.0, "error": error, "seconds": time.perf_counter() - ta}
+        return {"name": a.name, "ncc": best[0], "atlas": a, "M": M, "affine": best[1],
+                "seconds": time.perf_counter() - ta}
+
+    def deform(r: dict) -> np.ndarray:
+        td = time.perf_counter()
+        prob = _warp(sitk, r["atlas"], F, _demons(sitk, F, r["M"], r["affine"], p))
+        r["seconds"] += time.perf_counter() - td
+        return prob
+
+    # Each registration runs on one SimpleITK thread (with more, the metric's sums come in a
+    # load-dependent order and a loaded machine gives another region); the atlases run side by
+    # side in ``threads`` Python threads (SimpleITK releases the GIL), each result in its place.
+    old_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, int(p["threads"]))) as pool:
+            ranked = list(pool.map(register, atlases))
+            ranked.sort(key=lambda r: -r["ncc"])  # stable: ties keep the folder's order
+            chosen = [r for r in ranked[: int(p["n_best"])] if r["ncc"] > 0]
+            if not chosen:
+                raise ParameterError("no atlas could be registered to this scan (check that the atlases are T1 scans "
+                                     "of the same joint and the clicks are in the bones)")
+            probs = list(pool.map(deform, chosen))
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old_threads)
+    weights = [r["ncc"] for r in chosen]
     w = np.asarray(weights, float)
     fused = np.tensordot(w / w.sum(), np.asarray(probs), axes=1)
     mask = fused >= p["threshold"]

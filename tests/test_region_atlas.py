@@ -194,15 +194,17 @@ def test_target_excluded_by_its_own_id_not_by_a_shared_prefix(tmp_path):
     assert _dice(res.mask.array, marrow) >= 0.85
 
 
-def test_fixed_restarts_make_the_atlas_region_repeatable(target, tmp_path):
-    """params={"restarts": (1, 2)}: each atlas registered with fixed metric samples, the
-    best by the ranking kept: the same clicks give the same region, run after run (the default
-    draws a new sample every run; docs/region.md compares the two)."""
+def test_the_atlas_region_is_repeatable_on_any_number_of_threads(target, tmp_path):
+    """The same clicks give the same region, voxel for voxel, run after run and whether the
+    atlases run one after the other or side by side (fixed metric samples, one SimpleITK
+    thread per registration); the old parameter names get a clear error."""
     t1, manual, _ = target
     d = _atlas_dir(tmp_path, ("2014", "4386"))
     seeds = _clicks(t1, manual)
-    runs = [region_from_seeds(t1, seeds=seeds, atlas=d, atlas_best=1, params={"restarts": (1, 2)})
-            for _ in range(2)]
-    assert np.array_equal(runs[0].mask.array, runs[1].mask.array)
-    assert runs[0].info["atlas_params"]["restarts"] == [1, 2]
-    assert _dice(runs[0].mask.array, manual) >= 0.55  # one atlas (4386), fused with nothing: measured 0.70
+    runs = [region_from_seeds(t1, seeds=seeds, atlas=d, atlas_best=1, params={"threads": n}) for n in (2, 1, 2)]
+    for other in runs[1:]:
+        assert np.array_equal(runs[0].mask.array, other.mask.array)
+    assert runs[0].info["atlas_params"]["seeds"] == [1]
+    assert _dice(runs[0].mask.array, manual) >= 0.55  # one atlas, fused with nothing
+    with pytest.raises(bmeviz.ParameterError, match="seeds"):
+        region_from_seeds(t1, seeds=seeds, atlas=d, params={"restarts": (1, 2)})
