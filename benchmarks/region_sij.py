@@ -127,6 +127,7 @@ def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_be
                                                                     ra.info["volume_ml"])
         row["atlas_used"], row["atlas_excluded"] = ra.info["atlases"], ra.info["excluded"]
         row["atlas_ranking"] = ra.info["ranking"]
+        row["atlas_agreement"], row["atlas_warning"] = ra.info["agreement"], ra.info["warning"]
         ra2 = region_from_seeds(t1, seeds=seeds2, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best)
         row["atlas_perturbed_dice"] = dice(ra2.mask.array, manual)
         row["atlas_click_agreement"] = dice(ra2.mask.array, ra.mask.array)
@@ -187,7 +188,7 @@ def main(argv=None) -> int:
     head = (f"{'scan':6} {'T1 Dice':>8} {'s':>6} {'perturbed':>9} {'clicks agree':>12} {'STIR Dice':>9} "
             f"{'mL':>7} {'manual mL':>9}")
     if atlas is not None:
-        head += f" | {'atlas Dice':>10} {'s':>6} {'perturbed':>9} {'clicks agree':>12} {'mL':>7}  atlases"
+        head += f" | {'atlas Dice':>10} {'s':>6} {'perturbed':>9} {'clicks agree':>12} {'mL':>7} {'atl. agree':>10}  atlases"
     print(head)
     for sid in ids:
         row = run_region(sid, write, atlas, args.atlas_best)
@@ -197,7 +198,8 @@ def main(argv=None) -> int:
                 f"{row['manual_ml']:9.1f}")
         if atlas is not None:
             line += (f" | {row['atlas_dice']:10.3f} {row['atlas_seconds']:6.1f} {row['atlas_perturbed_dice']:9.3f} "
-                     f"{row['atlas_click_agreement']:12.3f} {row['atlas_ml']:7.1f}  {','.join(row['atlas_used'])}")
+                     f"{row['atlas_click_agreement']:12.3f} {row['atlas_ml']:7.1f} {row['atlas_agreement'] or float('nan'):10.2f}  "
+                     f"{','.join(row['atlas_used'])}{'  WARNING' if row['atlas_warning'] else ''}")
         print(line, flush=True)
     dev = [r for r in rows if r["id"] in DEV_IDS] or rows
     print(f"mean (dev T1) {np.mean([r['t1_dice'] for r in dev]):.3f}; all {np.mean([r['t1_dice'] for r in rows]):.3f}; "

@@ -9,6 +9,7 @@ the whole file takes about a minute.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -208,3 +209,43 @@ def test_the_atlas_region_is_repeatable_on_any_number_of_threads(target, tmp_pat
     assert _dice(runs[0].mask.array, manual) >= 0.55  # one atlas, fused with nothing
     with pytest.raises(bmeviz.ParameterError, match="seeds"):
         region_from_seeds(t1, seeds=seeds, atlas=d, params={"restarts": (1, 2)})
+
+
+def test_atlases_that_disagree_raise_a_warning(tmp_path):
+    """Synthetic: two atlases of the same anatomy (moved) whose drawn regions differ (one the
+    whole bone, one only a small part around the click) are fused with a warning naming them
+    and their agreement; two that agree are fused without one."""
+    from test_region import make_t1
+
+    from bmeviz.errors import BmevizWarning
+    from bmeviz.region_atlas import atlas_clicks
+
+    t1, marrow = make_t1()
+    click = atlas_clicks(t1, marrow)
+    near = np.zeros(marrow.shape, bool)
+    near[tuple(click.T)] = True
+    from scipy import ndimage as ndi
+
+    part = marrow & (ndi.distance_transform_edt(~near, sampling=t1.spacing) <= 12.0)
+    assert 0.03 < part.sum() / marrow.sum() < 0.25  # Dice(part, bone) < 0.4
+    folders = {"agree": (("p_02", marrow, (2.0, -1.5, 1.0)), ("p_03", marrow, (-1.5, 2.0, -1.0))),
+               "disagree": (("p_02", marrow, (2.0, -1.5, 1.0)), ("p_03", part, (-1.5, 2.0, -1.0)))}
+    out = {}
+    for name, pairs in folders.items():
+        d = tmp_path / name
+        d.mkdir()
+        for sid, m, shift in pairs:
+            aff = t1.affine.copy()
+            aff[:3, 3] += shift
+            vol = bmeviz.Volume(t1.array, aff, t1.metadata)
+            bmeviz.io.save_volume(vol, d / f"{sid}_T1W.nii.gz")
+            bmeviz.io.save_mask(m, vol, d / f"{sid}_disease_region.nii.gz")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", BmevizWarning)
+            res = region_from_seeds(t1, seeds=click, atlas=d, atlas_best=2)
+        out[name] = (res.info, [str(w.message) for w in caught if issubclass(w.category, BmevizWarning)])
+    info, caught = out["agree"]
+    assert info["agreement"] >= 0.8 and info["warning"] is None and not caught
+    info, caught = out["disagree"]
+    assert info["agreement"] < 0.4
+    assert len(caught) == 1 and {"p_02", "p_03"} <= set(info["atlases"]) and "p_02" in caught[0] and "disagree" in caught[0] and caught[0] == info["warning"]

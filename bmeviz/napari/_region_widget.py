@@ -35,9 +35,14 @@ REGION_LAYER = "bone region"
 
 
 def _outline_job(source, seeds: np.ndarray, contrast: str, target, atlas: str | None = None):
+    import warnings
+
+    from ..errors import BmevizWarning
     from ..region import region_from_seeds
 
-    return region_from_seeds(source, seeds=seeds, contrast=contrast, on=target, atlas=atlas or None)
+    with warnings.catch_warnings():  # a warning is in result.info and shown once by _done
+        warnings.simplefilter("ignore", BmevizWarning)
+        return region_from_seeds(source, seeds=seeds, contrast=contrast, on=target, atlas=atlas or None)
 
 
 class RegionWidget(QWidget):
@@ -199,9 +204,14 @@ class RegionWidget(QWidget):
         info = result.info
         self.last_info = info
         how = f"atlases {', '.join(info['atlases'])}" if info.get("method") == "atlas" else info["contrast"]
-        self.status.setText(f"region: {info['volume_ml']:.1f} mL from {len(info['seeds'])} click(s) "
-                            f"({how}, {info['seconds']:.1f} s). Edit it with the brush; "
-                            "the BME widget uses it as its region.")
+        text = (f"region: {info['volume_ml']:.1f} mL from {len(info['seeds'])} click(s) ({how}, "
+                f"{info['seconds']:.1f} s). Edit it with the brush; the BME widget uses it as its region.")
+        if info.get("warning"):
+            from napari.utils.notifications import show_warning
+
+            text += f" Warning: {info['warning']}."
+            show_warning(f"bmeviz region: {info['warning']}")
+        self.status.setText(text)
 
     def _fail(self, exc: Any) -> None:
         from napari.utils.notifications import show_error
