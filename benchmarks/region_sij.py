@@ -5,6 +5,7 @@ and the end-to-end effect on ``bmeviz.segment``.
     python benchmarks/region_sij.py --no-segment        # region Dice and time only
     python benchmarks/region_sij.py --write-regions DIR # also write <id>_assisted_region.nii.gz
     python benchmarks/region_sij.py --atlas auto --no-segment   # + the atlas path, leave-one-out
+    python benchmarks/region_sij.py --atlas auto --no-segment --stir-atlas   # + atlases on the STIR alone
 
 ``--atlas auto`` uses the 7 scans of ../shared as the atlas folder (symlinks in a temporary
 folder, ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz``): each scan is outlined from the
@@ -96,7 +97,8 @@ def auto_atlas_dir(tmp: Path) -> Path:
     return tmp
 
 
-def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_best: int = 3) -> dict:
+def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_best: int = 3,
+               stir_atlas: bool = False) -> dict:
     import bmeviz
     from bmeviz.region import region_from_seeds
 
@@ -131,6 +133,15 @@ def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_be
         ra2 = region_from_seeds(t1, seeds=seeds2, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best)
         row["atlas_perturbed_dice"] = dice(ra2.mask.array, manual)
         row["atlas_click_agreement"] = dice(ra2.mask.array, ra.mask.array)
+        if stir_atlas and stir is not None:  # no T1: the other scans' T1 atlases on the STIR itself
+            from bmeviz.region_atlas import load_atlases
+
+            others = [(a.image, a.region) for a in load_atlases(atlas) if a.name != sid]
+            try:
+                rs_ = region_from_seeds(stir, seeds=seeds, contrast="stir", atlas=others, atlas_best=atlas_best)
+                row["stir_atlas_dice"], row["stir_atlas_warning"] = dice(rs_.mask.array, manual), rs_.info["warning"]
+            except bmeviz.BmevizError as exc:
+                row["stir_atlas_dice"], row["stir_atlas_error"] = 0.0, str(exc)
         row["_mask"] = ra.mask.array
     if write is not None:
         name = "atlas_region" if atlas is not None else "assisted_region"
@@ -168,6 +179,8 @@ def main(argv=None) -> int:
     ap.add_argument("--atlas", metavar="auto|DIR", help="also the atlas path: auto = the other scans of ../shared")
     ap.add_argument("--atlas-best", type=int, default=3, help="atlases fused (best after the affine ranking)")
     ap.add_argument("--ids", help="comma-separated scan ids (default all 7)")
+    ap.add_argument("--stir-atlas", action="store_true",
+                    help="with --atlas: also the atlas path on the STIR alone (the scan's own T1 left out)")
     args = ap.parse_args(argv)
     if not DEV.is_dir():
         print(f"skip: SIJ data not found at {DEV} (it lives beside the project, never in the repository)")
@@ -191,7 +204,7 @@ def main(argv=None) -> int:
         head += f" | {'atlas Dice':>10} {'s':>6} {'perturbed':>9} {'clicks agree':>12} {'mL':>7} {'atl. agree':>10}  atlases"
     print(head)
     for sid in ids:
-        row = run_region(sid, write, atlas, args.atlas_best)
+        row = run_region(sid, write, atlas, args.atlas_best, args.stir_atlas)
         rows.append(row)
         line = (f"{sid:6} {row['t1_dice']:8.3f} {row['t1_seconds']:6.2f} {row['t1_perturbed_dice']:9.3f} "
                 f"{row['t1_click_agreement']:12.3f} {row.get('stir_dice', float('nan')):9.3f} {row['t1_ml']:7.1f} "
@@ -200,6 +213,10 @@ def main(argv=None) -> int:
             line += (f" | {row['atlas_dice']:10.3f} {row['atlas_seconds']:6.1f} {row['atlas_perturbed_dice']:9.3f} "
                      f"{row['atlas_click_agreement']:12.3f} {row['atlas_ml']:7.1f} {row['atlas_agreement'] or float('nan'):10.2f}  "
                      f"{','.join(row['atlas_used'])}{'  WARNING' if row['atlas_warning'] else ''}")
+            if "stir_atlas_dice" in row:
+                line += (f" | STIR atlas Dice {row['stir_atlas_dice']:.3f}"
+                         f"{' WARNING' if row.get('stir_atlas_warning') else ''}"
+                         f"{' ERROR ' + row['stir_atlas_error'][:60] if row.get('stir_atlas_error') else ''}")
         print(line, flush=True)
     dev = [r for r in rows if r["id"] in DEV_IDS] or rows
     print(f"mean (dev T1) {np.mean([r['t1_dice'] for r in dev]):.3f}; all {np.mean([r['t1_dice'] for r in rows]):.3f}; "

@@ -336,7 +336,7 @@ def region_from_seeds(volume: Volume, *, seeds: Any = None, seeds_mm: Any = None
     if atlas is not None:
         from .region_atlas import atlas_outline
 
-        mask, atlas_info = atlas_outline(volume, idx, atlas, n_best=atlas_best, params=params)
+        mask, atlas_info = atlas_outline(volume, idx, atlas, n_best=atlas_best, params=params, contrast=kind)
         per_seed = []
     else:
         mask, per_seed = _outline(image, volume.spacing, idx, p)

@@ -91,6 +91,7 @@ class Atlas(NamedTuple):
     image: Volume
     region: np.ndarray
     path: str | None = None
+    prep: dict | None = None  # an atlas read from a file keeps its normalised image and clicks here (reused)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -122,7 +123,7 @@ def _load_pair(name: str, image_path: Path, region_path: Path) -> Atlas:
     mask = np.asarray(region.array) > 0
     if not mask.any():
         raise ParameterError(f"atlas region {region_path} is empty")
-    atlas = Atlas(name, image, mask, str(image_path.resolve()))
+    atlas = Atlas(name, image, mask, str(image_path.resolve()), {})
     if len(_CACHE) > 32:
         _CACHE.clear()
     _CACHE[key] = atlas
@@ -357,11 +358,15 @@ def _near(shape, spacing, idx: np.ndarray, radius_mm: float) -> np.ndarray:
 
 
 def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | None = None,
-                  params: dict | None = None) -> tuple[np.ndarray, dict]:
+                  params: dict | None = None, contrast: str = "t1") -> tuple[np.ndarray, dict]:
     """The fused atlas region on ``volume``'s grid (bool array) and a record.
 
     ``idx``: the clicks, ``(N, 3)`` voxel indices of ``volume``; ``atlas``: see
-    :func:`load_atlases`. Used by :func:`bmeviz.region.region_from_seeds` with ``atlas=``.
+    :func:`load_atlases`. ``contrast``: the scan's, ``'t1'`` or ``'stir'`` (T1 atlases on a
+    STIR scan: mutual information registers them all the same, and the ranking correlation
+    still holds around the bones (measured: the scan's own T1 ranks first), but no demons).
+    Used by
+    :func:`bmeviz.region.region_from_seeds` with ``atlas=``.
     """
     from scipy import ndimage as ndi
 
@@ -399,8 +404,11 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
     def register(a: Atlas) -> dict:
         """Start search, rigid, affine and the ranking score of one atlas (its best seed)."""
         ta = time.perf_counter()
-        M = _norm(sitk, a.image)
-        pm = _lps(a.image, atlas_clicks(a.image, a.region)).mean(0)
+        prep = a.prep if a.prep is not None else {}
+        if "M" not in prep:  # ~1 s per atlas, the same for every scan
+            prep["M"] = _norm(sitk, a.image)
+            prep["centre"] = _lps(a.image, atlas_clicks(a.image, a.region)).mean(0)
+        M, pm = prep["M"], prep["centre"]
         init = sitk.AffineTransform(3)
         init.SetCenter(pf.tolist())
         init.SetMatrix((np.array(M.GetDirection()).reshape(3, 3) @ df.T).ravel().tolist())
@@ -426,7 +434,9 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
 
     def deform(r: dict) -> np.ndarray:
         td = time.perf_counter()
-        prob = _warp(sitk, r["atlas"], F, _demons(sitk, F, r["M"], r["affine"], p))
+        # demons matches intensities: T1 atlases on a STIR scan keep their affine registration
+        tx = r["affine"] if contrast == "stir" else _demons(sitk, F, r["M"], r["affine"], p)
+        prob = _warp(sitk, r["atlas"], F, tx)
         r["seconds"] += time.perf_counter() - td
         return prob
 
