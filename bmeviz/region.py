@@ -291,7 +291,7 @@ def region_from_seeds(volume: Volume, *, seeds: Any = None, seeds_mm: Any = None
         Outline by registering drawn regions of other patients instead (a folder of
         ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz``, a CSV manifest with
         ``image,region`` columns, or pairs); see :mod:`bmeviz.region_atlas`. The scan
-        itself is never its own atlas. Needs SimpleITK; 10-40 s.
+        itself is never its own atlas. Needs SimpleITK; about 20 s for 6 atlases.
     atlas_best : int, optional
         How many atlases (the best after the affine ranking) are fused; default 3.
 

@@ -2,8 +2,8 @@
 atlases against the classical outline, a second user's clicks, the scan itself never used as
 its own atlas, bad atlas folders, and the CLI writing on the --on grid.
 
-The real-data tests skip without ../shared/data. Registration runs on 2 SimpleITK threads;
-the whole file takes about a minute.
+The real-data tests skip without ../shared/data. Registrations run two at a time, each on
+one SimpleITK thread (repeatable); the whole file takes about 1.5 minutes.
 """
 
 from __future__ import annotations
@@ -83,10 +83,9 @@ def first_user(target, tmp_path_factory):
 
 
 def test_leave_one_out_beats_the_classical_outline(target, first_user):
-    """Measured (2-core machine): atlas Dice 0.70 on 1013 (3 of 1007, 4386, 2014, 1234); the
-    classical outline 0.49. The metric's random sample is new every run (docs/region.md), so
-    the floor leaves room: 0.55 and 0.05 above the classical outline (0.90, the issue's
-    target, is not reached)."""
+    """Measured: atlas Dice 0.70 on 1013 (3 of 1007, 4386, 2014, 1234), the same every run;
+    the classical outline 0.49. The floor leaves room for another SimpleITK build: 0.62, and
+    0.05 above the classical outline (0.90, the issue's target, is not reached)."""
     _, manual, stir = target
     seeds, res, classical = first_user
     m = res.mask.array
@@ -96,7 +95,7 @@ def test_leave_one_out_beats_the_classical_outline(target, first_user):
     assert len(res.info["atlases"]) == 3 and set(res.info["atlases"]) <= set(ATLASES)
     assert sum(bool(m[tuple(s)]) for s in seeds) >= 2
     d_atlas, d_classical = _dice(m, manual), _dice(classical.mask.array, manual)
-    assert d_atlas >= 0.55
+    assert d_atlas >= 0.62
     assert d_atlas > d_classical + 0.05
     assert 0.5 < m.sum() / manual.sum() < 1.5
 
@@ -253,10 +252,11 @@ def test_atlases_that_disagree_raise_a_warning(tmp_path):
 
 def test_atlas_region_from_the_stir_alone(target, tmp_path):
     """No T1: the T1 atlases registered to the STIR scan itself (mutual information, no
-    demons). Leave-one-out on 1013 from the 4 other dev scans; measured 0.70 (from its T1:
-    0.70); on the other dev scans it reaches less (docs/region.md)."""
+    demons). Leave-one-out on 1013 from the 4 other dev scans; measured 0.69 (from its T1:
+    0.70), with the disagreement warning; on the other dev scans it reaches less
+    (docs/region.md)."""
     t1, manual, stir = target
     d = _atlas_dir(tmp_path, ATLASES)
     res = region_from_seeds(stir, seeds=_clicks(t1, manual), contrast="stir", atlas=d)
     assert res.info["method"] == "atlas" and len(res.info["atlases"]) == 3
-    assert _dice(res.mask.array, manual) >= 0.55
+    assert _dice(res.mask.array, manual) >= 0.60

@@ -9,7 +9,7 @@ like any Labels layer and which the "BME segmentation" widget picks up as its re
 recognises the name).
 
 With an atlas folder set (drawn regions of other patients, see :mod:`bmeviz.region_atlas`),
-the button registers those atlases to the scan instead (10-40 s, in the worker thread: napari
+the button registers those atlases to the scan instead (about 20 s, in the worker thread: napari
 stays responsive and the status line says what runs).
 """
 
@@ -177,7 +177,7 @@ class RegionWidget(QWidget):
         from napari.qt.threading import create_worker
 
         atlas = self.atlas_edit.text().strip() or None
-        how = f"registering the atlases of {atlas} (10-40 s)" if atlas else "outlining"
+        how = f"registering the atlases of {atlas} (about 20 s)" if atlas else "outlining"
         self.status.setText(f"{how} from {len(seeds)} click(s)…")
         self.run_button.setEnabled(False)
         worker = create_worker(_outline_job, source, seeds, self.contrast_combo.currentText(), target, atlas,
