@@ -21,7 +21,8 @@ nbformat = pytest.importorskip("nbformat")
 
 def test_there_are_notebooks():
     names = [p.name for p in NOTEBOOKS]
-    for expected in ("01_quickstart.ipynb", "02_dicom_study.ipynb", "03_cohort.ipynb", "04_validation.ipynb"):
+    for expected in ("01_quickstart.ipynb", "02_dicom_study.ipynb", "03_cohort.ipynb", "04_validation.ipynb",
+                     "05_region_assist.ipynb"):
         assert expected in names
 
 
