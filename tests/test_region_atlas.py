@@ -102,15 +102,15 @@ def test_leave_one_out_beats_the_classical_outline(target, first_user):
 
 def test_second_user_clicks_barely_move_the_atlas_region(target, first_user):
     """A second user's clicks (random points at least half as deep in each bone): measured
-    agreement 0.83 with the first user's region (Dice vs manual 0.68); floors 0.60 and 0.55
-    (a new metric sample every run)."""
+    agreement 0.88 with the first user's region (Dice vs manual 0.70); floors 0.75 and 0.62
+    (room for another SimpleITK build)."""
     t1, manual, stir = target
     _, res, _ = first_user
     pairs = [(bmeviz.load(_paths(s)[0]), bmeviz.load(_paths(s)[1])) for s in ATLASES]
     res2 = region_from_seeds(t1, seeds=_clicks(t1, manual, perturb=int(TARGET)), on=stir, atlas=pairs)
     assert len(res2.info["atlases"]) == 3 and not res2.info["excluded"]
-    assert _dice(res2.mask.array, res.mask.array) >= 0.60
-    assert _dice(res2.mask.array, manual) >= 0.55
+    assert _dice(res2.mask.array, res.mask.array) >= 0.75
+    assert _dice(res2.mask.array, manual) >= 0.62
 
 
 def test_bad_atlas_folders_name_the_file(tmp_path):
@@ -252,7 +252,7 @@ def test_atlases_that_disagree_raise_a_warning(tmp_path):
 
 def test_atlas_region_from_the_stir_alone(target, tmp_path):
     """No T1: the T1 atlases registered to the STIR scan itself (mutual information, no
-    demons). Leave-one-out on 1013 from the 4 other dev scans; measured 0.69 (from its T1:
+    demons). Leave-one-out on 1013 from the 4 other dev scans; measured 0.70 (from its T1:
     0.70), with the disagreement warning; on the other dev scans it reaches less
     (docs/region.md)."""
     t1, manual, stir = target
