@@ -6,6 +6,7 @@ and the end-to-end effect on ``bmeviz.segment``.
     python benchmarks/region_sij.py --write-regions DIR # also write <id>_assisted_region.nii.gz
     python benchmarks/region_sij.py --atlas auto --no-segment   # + the atlas path, leave-one-out
     python benchmarks/region_sij.py --atlas auto --no-segment --stir-atlas   # + atlases on the STIR alone
+    python benchmarks/region_sij.py --atlas auto --no-segment --set threshold=0.5   # another atlas parameter
 
 ``--atlas auto`` uses the 7 scans of ../shared as the atlas folder (symlinks in a temporary
 folder, ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz``): each scan is outlined from the
@@ -179,9 +180,21 @@ def main(argv=None) -> int:
     ap.add_argument("--atlas", metavar="auto|DIR", help="also the atlas path: auto = the other scans of ../shared")
     ap.add_argument("--atlas-best", type=int, default=3, help="atlases fused (best after the affine ranking)")
     ap.add_argument("--ids", help="comma-separated scan ids (default all 7)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an atlas parameter (bmeviz.region_atlas.ATLAS_PARAMS), e.g. threshold=0.5 or "
+                         "seeds=[1,2] (the value is JSON)")
     ap.add_argument("--stir-atlas", action="store_true",
                     help="with --atlas: also the atlas path on the STIR alone (the scan's own T1 left out)")
     args = ap.parse_args(argv)
+    if args.set:
+        from bmeviz.region_atlas import ATLAS_PARAMS
+
+        for item in args.set:
+            key, _, value = item.partition("=")
+            if key not in ATLAS_PARAMS:
+                ap.error(f"--set {item}: unknown atlas parameter {key!r}; known: {', '.join(ATLAS_PARAMS)}")
+            val = json.loads(value)
+            ATLAS_PARAMS[key] = tuple(val) if isinstance(val, list) else val
     if not DEV.is_dir():
         print(f"skip: SIJ data not found at {DEV} (it lives beside the project, never in the repository)")
         return 0
@@ -189,6 +202,8 @@ def main(argv=None) -> int:
     ids = [s for s in DEV_IDS] + [s for s in EXTRA_IDS if EXTRA.is_dir()]
     if args.ids:
         ids = [s for s in args.ids.split(",") if s in ids]
+        if not ids:
+            ap.error(f"--ids {args.ids}: none of these scans is in {DEV} or {EXTRA}")
     atlas = None
     if args.atlas == "auto":
         import tempfile

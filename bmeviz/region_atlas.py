@@ -38,9 +38,9 @@ Check: the fused atlases' regions are compared (mean pairwise Dice, ``info["agre
 below ``agreement_warn`` a :class:`~bmeviz.errors.BmevizWarning` says the region is likely
 wrong in places.
 
-Measured on 7 SIJ scans, leave-one-out, in ``docs/region.md``: mean Dice 0.73 against the
-manual regions (the classical outline: 0.36), 17-20 s per scan, but far from a drawn region;
-registration of other patients on 25 thick slices sometimes fails (1234: 0.53, with the
+Measured on 7 SIJ scans, leave-one-out, in ``docs/region.md``: mean Dice 0.76 against the
+manual regions (the classical outline: 0.36), 15-17 s per scan, but far from a drawn region;
+registration of other patients on 25 thick slices sometimes goes wrong (1234: 0.67, with the
 warning), which the ranking only partly catches.
 """
 
@@ -73,7 +73,8 @@ ATLAS_PARAMS: dict[str, Any] = {
     "seeds": (1,),  # metric sampling seeds: fixed, so the same clicks give the same region run after run. Each
     # stage (search, rigid, affine) draws its own sample from the seed: with one sample for all three, a seed that
     # misled the search misled the rest (a good atlas then landed at Dice 0.3; docs/region.md). Several seeds:
-    # each atlas is registered once per seed and the best by the ranking is kept (slower, no gain measured).
+    # each atlas is registered once per seed and the best by the ranking is kept ((1, 2): +0.01 mean Dice at
+    # 1.5x the time, less than the spread between single seeds).
     "rank_mm": 5.0,  # the warped region widened by this much is where the ranking correlation is computed
     "demons_shrink": (4, 4, 1),  # demons on the image shrunk by (column, row, slice)
     "demons_iterations": 50,
@@ -81,7 +82,7 @@ ATLAS_PARAMS: dict[str, Any] = {
     "threshold": 0.35,  # fused probability threshold. The fused region came out smaller than the drawn one at 0.5
     # (6 of 7 SIJ scans): leave-one-out mean Dice 0.727 at 0.5, 0.756 at 0.35, 0.728 at 0.25 (docs/region.md)
     "agreement_warn": 0.4,  # warn when the fused atlases' regions agree less than this (mean pairwise Dice): on
-    # the 7 SIJ scans 0.60-0.76 where the region reached Dice 0.70-0.84, 0.12 on the one that failed (0.51)
+    # the 7 SIJ scans 0.51-0.70 where the region reached Dice 0.71-0.82, 0.32 on the weakest (1234, 0.67)
     "touch_mm": 5.0,  # a fused component is kept if within this distance of a click
     "threads": 2,  # atlases registered side by side (each on one SimpleITK thread: repeatable)
 }
@@ -373,8 +374,7 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
     :func:`load_atlases`. ``contrast``: the scan's, ``'t1'`` or ``'stir'`` (T1 atlases on a
     STIR scan: mutual information registers them all the same, and the ranking correlation
     still holds around the bones (measured: the scan's own T1 ranks first), but no demons).
-    Used by
-    :func:`bmeviz.region.region_from_seeds` with ``atlas=``.
+    Used by :func:`bmeviz.region.region_from_seeds` with ``atlas=``.
     """
     from scipy import ndimage as ndi
 
