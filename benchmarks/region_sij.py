@@ -191,6 +191,8 @@ def main(argv=None) -> int:
 
         for item in args.set:
             key, _, value = item.partition("=")
+            if key == "n_best":
+                ap.error("--set n_best: use --atlas-best N")
             if key not in ATLAS_PARAMS:
                 ap.error(f"--set {item}: unknown atlas parameter {key!r}; known: {', '.join(ATLAS_PARAMS)}")
             val = json.loads(value)
