@@ -1,7 +1,7 @@
 """Clicks: how a user's seeds become lesions whoever clicks.
 
-:func:`climb_seeds` brings every click of a lesion to its top; :func:`snap_seeds` moves a click that just misses a lesion's above-threshold voxels onto
-the brightest voxel near it; :func:`grow_without_leaks` grows each seed at the level
+:func:`climb_seeds` brings every click of a lesion to its top; :func:`snap_seeds` moves a
+click that just misses a lesion's above-threshold voxels onto the brightest voxel near it; :func:`grow_without_leaks` grows each seed at the level
 where its region stops leaking into large faint structures; :func:`ordinal` numbers
 clicks as users count them. :func:`bmeviz.segment` uses all three (docs/reference.md).
 """
@@ -396,27 +396,18 @@ def join_seed_components(mask: np.ndarray, seed_labels: np.ndarray | None, conne
     pairs = np.stack([key >> 32, key & ((1 << 32) - 1)], axis=1)
     if len(pairs) == len(np.unique(pairs[:, 0])):
         return mask  # every seed's voxels are one component: nothing to join
-    parent = np.arange(int(lab.max()) + 1)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for s in np.unique(pairs[:, 0]):
-        comps = pairs[pairs[:, 0] == s, 1]
-        r0 = root(int(comps[0]))
-        for c in comps[1:]:
-            r = root(int(c))
-            if r != r0:
-                parent[max(r, r0)] = min(r, r0)
-                r0 = min(r, r0)
-    while True:  # every label to its root, vectorised
-        nxt = parent[parent]
-        if np.array_equal(nxt, parent):
-            break
-        parent = nxt
+    # the pairs are sorted by seed: a seed links each of its components to the next one; the
+    # components linked this way form one group, which takes its smallest label
+    n = int(lab.max()) + 1
+    same = pairs[1:, 0] == pairs[:-1, 0]
+    rows, cols = pairs[:-1, 1][same], pairs[1:, 1][same]
+    _, group = connected_components(coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)), directed=False)
+    smallest = np.full(n, n, np.int64)
+    np.minimum.at(smallest, group, np.arange(n))
+    parent = smallest[group]
     return parent[lab].astype(np.int32)
 
 

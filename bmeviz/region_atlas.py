@@ -333,10 +333,8 @@ def _demons(sitk, F, M, tx, p: dict):
     return sitk.CompositeTransform([tx, dt])
 
 
-def _warp(sitk, atlas: Atlas, ref, tx, image: bool = False) -> np.ndarray:
-    from .followup._sitk import to_sitk
-
-    src = _norm(sitk, atlas.image) if image else to_sitk(atlas.image, atlas.region.astype(np.float32))
+def _warp(sitk, src, ref, tx) -> np.ndarray:
+    """``src`` (an atlas's normalised image or its region as float) resampled onto ``ref``."""
     return sitk.GetArrayFromImage(sitk.Resample(src, ref, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
 
 
@@ -415,8 +413,9 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
         prep = a.prep if a.prep is not None else {}
         if "M" not in prep:  # ~1 s per atlas, the same for every scan
             prep["M"] = _norm(sitk, a.image)
+            prep["R"] = to_sitk(a.image, a.region.astype(np.float32))
             prep["centre"] = _lps(a.image, atlas_clicks(a.image, a.region)).mean(0)
-        M, pm = prep["M"], prep["centre"]
+        M, R, pm = prep["M"], prep["R"], prep["centre"]
         init = sitk.AffineTransform(3)
         init.SetCenter(pf.tolist())
         init.SetMatrix((np.array(M.GetDirection()).reshape(3, 3) @ df.T).ravel().tolist())
@@ -430,21 +429,21 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
             except RuntimeError as exc:  # ITK: too few samples (the images do not overlap), etc.
                 error = str(exc).splitlines()[-1][:200]
                 continue
-            zone = ndi.binary_dilation(_warp(sitk, a, F, aff) >= 0.5, iterations=grow, structure=cross)
-            warped = _warp(sitk, a, F, aff, image=True)
+            zone = ndi.binary_dilation(_warp(sitk, R, F, aff) >= 0.5, iterations=grow, structure=cross)
+            warped = _warp(sitk, M, F, aff)
             score = _ncc(warped[zone], target[zone]) if zone.sum() > 100 else -1.0
             if best is None or score > best[0]:
                 best = (score, aff)
         if best is None:
             return {"name": a.name, "ncc": -1.0, "error": error, "seconds": time.perf_counter() - ta}
-        return {"name": a.name, "ncc": best[0], "atlas": a, "M": M, "affine": best[1],
+        return {"name": a.name, "ncc": best[0], "M": M, "R": R, "affine": best[1],
                 "seconds": time.perf_counter() - ta}
 
     def deform(r: dict) -> np.ndarray:
         td = time.perf_counter()
         # demons matches intensities: T1 atlases on a STIR scan keep their affine registration
         tx = r["affine"] if contrast == "stir" else _demons(sitk, F, r["M"], r["affine"], p)
-        prob = _warp(sitk, r["atlas"], F, tx)
+        prob = _warp(sitk, r["R"], F, tx)
         r["seconds"] += time.perf_counter() - td
         return prob
 
