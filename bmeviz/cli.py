@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: adds a parser and registers its handler with the ``command(name)`` decorator. They
 #: must not import heavy optional packages (napari, Qt, dask) at import time.
 _EXTENSION_MODULES = ("bmeviz.batch", "bmeviz.napari.cli", "bmeviz.validate.cli", "bmeviz.scores.cli", "bmeviz.region",
-                      "bmeviz.followup.cli")
+                      "bmeviz.region_refine", "bmeviz.followup.cli")
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:

@@ -4,7 +4,8 @@ An *atlas* is a T1-weighted scan of another patient with its bone region drawn b
 (the same protocol and the same drawing rule as the regions wanted). For a new scan and
 one click per bone, each atlas is registered to the scan and its region carried over; the
 regions of the atlases that matched best are fused. No trained model: SimpleITK
-registration only.
+registration only (:mod:`bmeviz.region_refine` can then redraw the border with a classifier
+trained on the same folder).
 
 Per atlas (all on intensities normalised by the 99th percentile):
 
@@ -58,7 +59,7 @@ import numpy as np
 from .errors import BmevizError, ParameterError, warn
 from .volume import Volume
 
-__all__ = ["Atlas", "load_atlases", "atlas_outline", "ATLAS_PARAMS"]
+__all__ = ["Atlas", "load_atlases", "atlas_probability", "atlas_outline", "ATLAS_PARAMS"]
 
 #: Tunable parameters of the atlas path (see the module docstring).
 ATLAS_PARAMS: dict[str, Any] = {
@@ -203,6 +204,9 @@ def load_atlases(atlas: Any) -> list[Atlas]:
         raise ParameterError("atlas: the list of (Volume, mask) pairs is empty")
     out = []
     for i, pair in enumerate(pairs):
+        if isinstance(pair, Atlas):  # already loaded (bmeviz.region_refine trains on a folder's atlases)
+            out.append(pair)
+            continue
         try:
             image, region = pair
         except (TypeError, ValueError):
@@ -364,21 +368,7 @@ def _near(shape, spacing, idx: np.ndarray, radius_mm: float) -> np.ndarray:
     return ndi.distance_transform_edt(seed, sampling=spacing) <= radius_mm
 
 
-def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | None = None,
-                  params: dict | None = None, contrast: str = "t1") -> tuple[np.ndarray, dict]:
-    """The fused atlas region on ``volume``'s grid (bool array) and a record.
-
-    ``idx``: the clicks, ``(N, 3)`` voxel indices of ``volume``; ``atlas``: see
-    :func:`load_atlases`. ``contrast``: the scan's, ``'t1'`` or ``'stir'`` (T1 atlases on a
-    STIR scan: mutual information registers them all the same, and the ranking correlation
-    still holds around the bones (measured: the scan's own T1 ranks first), but no demons).
-    Used by :func:`bmeviz.region.region_from_seeds` with ``atlas=``.
-    """
-    from scipy import ndimage as ndi
-
-    from .followup._sitk import require_sitk, to_sitk
-
-    sitk = require_sitk()
+def _atlas_params(params: dict | None, n_best: int | None) -> dict:
     p = dict(ATLAS_PARAMS)
     unknown = set(params or {}) - set(ATLAS_PARAMS)
     if unknown & {"seed", "restarts"}:
@@ -391,6 +381,25 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
         p["n_best"] = n_best
     if int(p["n_best"]) < 1:
         raise ParameterError(f"atlas_best must be at least 1; got {p['n_best']}")
+    return p
+
+
+def atlas_probability(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | None = None,
+                      params: dict | None = None, contrast: str = "t1") -> tuple[np.ndarray, dict]:
+    """The fused atlas probability on ``volume``'s grid (float32, 0-1) and a record.
+
+    ``idx``: the clicks, ``(N, 3)`` voxel indices of ``volume``; ``atlas``: see
+    :func:`load_atlases`. ``contrast``: the scan's, ``'t1'`` or ``'stir'`` (T1 atlases on a
+    STIR scan: mutual information registers them all the same, and the ranking correlation
+    still holds around the bones (measured: the scan's own T1 ranks first), but no demons).
+    :func:`atlas_outline` thresholds it; :func:`bmeviz.region_refine.train_refiner` learns from it.
+    """
+    from scipy import ndimage as ndi
+
+    from .followup._sitk import require_sitk, to_sitk
+
+    sitk = require_sitk()
+    p = _atlas_params(params, n_best)
     t0 = time.perf_counter()
     atlases = load_atlases(atlas)
     keys = _target_keys(volume)
@@ -472,18 +481,7 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
                    "slice by slice and correct it with the brush, or add atlases closer to this patient")
         warn(warning)
     w = np.asarray(weights, float)
-    fused = np.tensordot(w / w.sum(), np.asarray(probs), axes=1)
-    mask = fused >= p["threshold"]
-    lab, n = ndi.label(mask)
-    if n:
-        touch = _near(volume.shape, volume.spacing, idx, p["touch_mm"])
-        keep = np.unique(lab[touch & mask])
-        mask = np.isin(lab, keep[keep > 0])
-    if not mask.any():
-        raise ParameterError(f"the regions of the atlases {', '.join(r['name'] for r in chosen)} registered to this "
-                             "scan do not reach the clicks: click deep inside each bone's marrow, or try other atlases")
-    for z in range(mask.shape[0]):
-        mask[z] = ndi.binary_fill_holes(mask[z])
+    fused = np.tensordot(w / w.sum(), np.asarray(probs), axes=1).astype(np.float32)
     info = {
         "atlases": [r["name"] for r in chosen],
         "ranking": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
@@ -494,4 +492,54 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
         "seconds": time.perf_counter() - t0,
         "atlas_params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()},
     }
+    return fused, info
+
+
+def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | None = None,
+                  params: dict | None = None, contrast: str = "t1", refine: Any = None) -> tuple[np.ndarray, dict]:
+    """The fused atlas region on ``volume``'s grid (bool array) and a record.
+
+    The probability of :func:`atlas_probability` at ``threshold``; with ``refine`` (a
+    :class:`~bmeviz.region_refine.Refiner` or its file, T1 scans only), its boundary is
+    redrawn voxel by voxel by the classifier trained on the atlas folder. Then only the
+    components that touch a click (within ``touch_mm``; refined: that overlap those) are
+    kept and holes are filled slice by slice. Used by
+    :func:`bmeviz.region.region_from_seeds` with ``atlas=``.
+    """
+    from scipy import ndimage as ndi
+
+    refiner = None
+    if refine is not None:
+        from .region_refine import as_refiner
+
+        if contrast != "t1":
+            raise ParameterError("refine: the refiner learned T1 intensities; on a STIR scan use the atlas region "
+                                 "without it (or outline on the T1 of the session)")
+        refiner = as_refiner(refine)
+    p = _atlas_params(params, n_best)
+    t0 = time.perf_counter()
+    fused, info = atlas_probability(volume, idx, atlas, n_best=n_best, params=params, contrast=contrast)
+    mask = fused >= p["threshold"]
+    lab, n = ndi.label(mask)
+    if n:
+        touch = _near(volume.shape, volume.spacing, idx, p["touch_mm"])
+        keep = np.unique(lab[touch & mask])
+        mask = np.isin(lab, keep[keep > 0])
+    if not mask.any():
+        raise ParameterError(f"the regions of the atlases {', '.join(info['atlases'])} registered to this "
+                             "scan do not reach the clicks: click deep inside each bone's marrow, or try other atlases")
+    if refiner is not None:
+        tr = time.perf_counter()
+        refined = refiner.apply(volume, fused)
+        lab, n = ndi.label(refined)
+        keep = np.unique(lab[mask & refined])
+        mask = np.isin(lab, keep[keep > 0]) if n else refined
+        if not mask.any():
+            raise ParameterError("the refiner removed the whole atlas region: retrain it on this protocol's atlases "
+                                 "(bmeviz region-refiner) or outline without --refine")
+        info["refiner"] = refiner.describe()
+        info["refine_seconds"] = round(time.perf_counter() - tr, 3)
+    for z in range(mask.shape[0]):
+        mask[z] = ndi.binary_fill_holes(mask[z])
+    info["seconds"] = time.perf_counter() - t0
     return mask, info
