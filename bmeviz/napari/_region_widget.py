@@ -10,7 +10,9 @@ recognises the name).
 
 With an atlas folder set (drawn regions of other patients, see :mod:`bmeviz.region_atlas`),
 the button registers those atlases to the scan instead (about 20 s, in the worker thread: napari
-stays responsive and the status line says what runs).
+stays responsive and the status line says what runs). With a refiner file too (trained on that
+folder by ``bmeviz region-refiner``, see :mod:`bmeviz.region_refine`), the atlas region's border
+is redrawn on this scan's T1 (about 5 s more).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ CLICKS_LAYER = "region clicks"
 REGION_LAYER = "bone region"
 
 
-def _outline_job(source, seeds: np.ndarray, contrast: str, target, atlas: str | None = None):
+def _outline_job(source, seeds: np.ndarray, contrast: str, target, atlas: str | None = None,
+                 refine: str | None = None):
     import warnings
 
     from ..errors import BmevizWarning
@@ -42,7 +45,8 @@ def _outline_job(source, seeds: np.ndarray, contrast: str, target, atlas: str | 
 
     with warnings.catch_warnings():  # a warning is in result.info and shown once by _done
         warnings.simplefilter("ignore", BmevizWarning)
-        return region_from_seeds(source, seeds=seeds, contrast=contrast, on=target, atlas=atlas or None)
+        return region_from_seeds(source, seeds=seeds, contrast=contrast, on=target, atlas=atlas or None,
+                                 refine=refine or None)
 
 
 class RegionWidget(QWidget):
@@ -77,6 +81,17 @@ class RegionWidget(QWidget):
         atlas_row.addWidget(self.atlas_edit)
         atlas_row.addWidget(self.atlas_button)
         form.addRow("atlases", atlas_row)
+        refine_row = QHBoxLayout()
+        self.refine_edit = QLineEdit()
+        self.refine_edit.setPlaceholderText("optional: refiner .joblib (bmeviz region-refiner)")
+        self.refine_edit.setToolTip("A refiner trained on the atlas folder: redraws the atlas region's border on "
+                                    "this T1 (bmeviz region-refiner --atlas DIR --out FILE)")
+        self.refine_button = QPushButton("…")
+        self.refine_button.setToolTip("Choose the refiner file")
+        self.refine_button.clicked.connect(self._browse_refiner)
+        refine_row.addWidget(self.refine_edit)
+        refine_row.addWidget(self.refine_button)
+        form.addRow("refiner", refine_row)
         layout.addLayout(form)
         self.clicks_button = QPushButton("Add clicks")
         self.clicks_button.setToolTip("Then click once inside the marrow of each bone")
@@ -149,6 +164,11 @@ class RegionWidget(QWidget):
         if folder:
             self.atlas_edit.setText(folder)
 
+    def _browse_refiner(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Refiner (bmeviz region-refiner)", "", "Refiner (*.joblib);;All (*)")
+        if path:
+            self.refine_edit.setText(path)
+
     # ------------------------------------------------------------------ run
     @property
     def busy(self) -> bool:
@@ -177,11 +197,14 @@ class RegionWidget(QWidget):
         from napari.qt.threading import create_worker
 
         atlas = self.atlas_edit.text().strip() or None
+        refine = self.refine_edit.text().strip() or None
         how = f"registering the atlases of {atlas} (about 20 s)" if atlas else "outlining"
+        if atlas and refine:
+            how += " and refining"
         self.status.setText(f"{how} from {len(seeds)} click(s)…")
         self.run_button.setEnabled(False)
         worker = create_worker(_outline_job, source, seeds, self.contrast_combo.currentText(), target, atlas,
-                               _ignore_errors=True)
+                               refine, _ignore_errors=True)
         worker.returned.connect(self._done)
         worker.errored.connect(self._fail)
         worker.finished.connect(self._finished)
@@ -204,6 +227,8 @@ class RegionWidget(QWidget):
         info = result.info
         self.last_info = info
         how = f"atlases {', '.join(info['atlases'])}" if info.get("method") == "atlas" else info["contrast"]
+        if info.get("refiner"):
+            how += ", refined"
         text = (f"region: {info['volume_ml']:.1f} mL from {len(info['seeds'])} click(s) ({how}, "
                 f"{info['seconds']:.1f} s). Edit it with the brush; the BME widget uses it as its region.")
         if info.get("warning"):

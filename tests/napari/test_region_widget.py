@@ -90,3 +90,42 @@ def test_region_widget_with_an_atlas_folder(make_napari_viewer_proxy, qtbot, err
     assert _dice(region, expected) >= 0.98  # the registration threads may differ by a few voxels
     assert _dice(region, marrow) >= 0.85
     assert "atlases p1" in widget.status.text()
+
+
+def test_region_widget_with_an_atlas_folder_and_a_refiner(make_napari_viewer_proxy, qtbot, error_notifications,
+                                                          tmp_path):
+    """A refiner file beside the atlas folder: the widget's region equals the core's with the
+    same refiner, and the status line says it was refined. (The refiner is trained here on 3
+    moved copies of the phantom; its Dice on real scans is tested in test_region_refine.)"""
+    import pytest
+
+    pytest.importorskip("SimpleITK")
+    pytest.importorskip("sklearn")
+    from bmeviz.region_atlas import atlas_clicks
+    from bmeviz.region_refine import train_refiner
+
+    viewer, widget, t1, stir, marrow = _viewer_with_scans(make_napari_viewer_proxy)
+    atlases = tmp_path / "atlases"
+    for i, shift in enumerate(((2.0, -1.5, 0.0), (-2.0, 1.0, 0.0), (1.0, 2.0, 0.0))):
+        moved = t1.affine.copy()
+        moved[:3, 3] += shift
+        other = bmeviz.Volume(t1.array, moved, t1.metadata)
+        bmeviz.io.save_volume(other, atlases / f"p{i}_T1W.nii.gz")
+        bmeviz.io.save_mask(marrow, other, atlases / f"p{i}_disease_region.nii.gz")
+    refiner = train_refiner(atlases, validate=False, params={"samples": 5000, "iterations": 30})
+    refiner.save(tmp_path / "refiner.joblib")
+    widget.atlas_edit.setText(str(atlases))
+    widget.refine_edit.setText(str(tmp_path / "refiner.joblib"))
+    widget.add_clicks()
+    seed = atlas_clicks(t1, marrow)[0]
+    viewer.layers["region clicks"].add([list(seed)])
+    widget.run()
+    assert "refining" in widget.status.text()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=180000)
+    assert not error_notifications
+    region = viewer.layers["bone region"].data > 0
+    assert widget.last_info["refiner"]["atlases"] == ["p0", "p1", "p2"]
+    expected = region_from_seeds(t1, seeds=[seed], on=stir, atlas=atlases, refine=tmp_path / "refiner.joblib")
+    assert _dice(region, expected.mask.array) >= 0.98
+    assert _dice(region, marrow) >= 0.85
+    assert "refined" in widget.status.text()
