@@ -6,6 +6,7 @@ and the end-to-end effect on ``bmeviz.segment``.
     python benchmarks/region_sij.py --write-regions DIR # also write <id>_assisted_region.nii.gz
     python benchmarks/region_sij.py --atlas auto --no-segment   # + the atlas path, leave-one-out
     python benchmarks/region_sij.py --atlas auto --no-segment --stir-atlas   # + atlases on the STIR alone
+    python benchmarks/region_sij.py --atlas auto --refine --write-regions DIR  # + the refiner (~20 min)
     python benchmarks/region_sij.py --atlas auto --no-segment --set threshold=0.5   # another atlas parameter
 
 ``--atlas auto`` uses the 7 scans of ../shared as the atlas folder (symlinks in a temporary
@@ -99,7 +100,7 @@ def auto_atlas_dir(tmp: Path) -> Path:
 
 
 def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_best: int = 3,
-               stir_atlas: bool = False) -> dict:
+               stir_atlas: bool = False, refine: bool = False) -> dict:
     import bmeviz
     from bmeviz.region import region_from_seeds
 
@@ -124,14 +125,25 @@ def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_be
         except bmeviz.BmevizError as exc:
             row["stir_dice"], row["stir_error"] = 0.0, str(exc)
     row["_mask"] = res.mask.array
+    ref = None
+    if atlas is not None and refine:  # a refiner trained on the other scans only (this one excluded)
+        from bmeviz.region_refine import train_refiner
+
+        t = time.perf_counter()
+        ref = train_refiner(atlas, exclude=[sid], validate=False)
+        row["refiner_train_seconds"] = time.perf_counter() - t
+        plain = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best)
+        row["atlas_plain_dice"], row["atlas_plain_seconds"] = dice(plain.mask.array, manual), plain.info["seconds"]
     if atlas is not None:
-        ra = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best)
+        ra = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
+                               refine=ref)
         row["atlas_dice"], row["atlas_seconds"], row["atlas_ml"] = (dice(ra.mask.array, manual), ra.info["seconds"],
                                                                     ra.info["volume_ml"])
         row["atlas_used"], row["atlas_excluded"] = ra.info["atlases"], ra.info["excluded"]
         row["atlas_ranking"] = ra.info["ranking"]
         row["atlas_agreement"], row["atlas_warning"] = ra.info["agreement"], ra.info["warning"]
-        ra2 = region_from_seeds(t1, seeds=seeds2, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best)
+        ra2 = region_from_seeds(t1, seeds=seeds2, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
+                                refine=ref)
         row["atlas_perturbed_dice"] = dice(ra2.mask.array, manual)
         row["atlas_click_agreement"] = dice(ra2.mask.array, ra.mask.array)
         if stir_atlas and stir is not None:  # no T1: the other scans' T1 atlases on the STIR itself
@@ -145,7 +157,7 @@ def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_be
                 row["stir_atlas_dice"], row["stir_atlas_error"] = 0.0, str(exc)
         row["_mask"] = ra.mask.array
     if write is not None:
-        name = "atlas_region" if atlas is not None else "assisted_region"
+        name = ("refined_region" if ref is not None else "atlas_region") if atlas is not None else "assisted_region"
         bmeviz.save_mask(row["_mask"], stir if stir is not None else t1, write / f"{sid}_{name}.nii.gz")
     return row
 
@@ -183,6 +195,9 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override an atlas parameter (bmeviz.region_atlas.ATLAS_PARAMS), e.g. threshold=0.5 or "
                          "seeds=[1,2] (the value is JSON)")
+    ap.add_argument("--refine", action="store_true",
+                    help="with --atlas: also the refiner, trained for each scan on the other scans (honest "
+                         "leave-one-out; about 2 minutes of training per scan)")
     ap.add_argument("--stir-atlas", action="store_true",
                     help="with --atlas: also the atlas path on the STIR alone (the scan's own T1 left out)")
     args = ap.parse_args(argv)
@@ -221,7 +236,7 @@ def main(argv=None) -> int:
         head += f" | {'atlas Dice':>10} {'s':>6} {'perturbed':>9} {'clicks agree':>12} {'mL':>7} {'atl. agree':>10}  atlases"
     print(head)
     for sid in ids:
-        row = run_region(sid, write, atlas, args.atlas_best, args.stir_atlas)
+        row = run_region(sid, write, atlas, args.atlas_best, args.stir_atlas, args.refine and atlas is not None)
         rows.append(row)
         line = (f"{sid:6} {row['t1_dice']:8.3f} {row['t1_seconds']:6.2f} {row['t1_perturbed_dice']:9.3f} "
                 f"{row['t1_click_agreement']:12.3f} {row.get('stir_dice', float('nan')):9.3f} {row['t1_ml']:7.1f} "
@@ -230,6 +245,8 @@ def main(argv=None) -> int:
             line += (f" | {row['atlas_dice']:10.3f} {row['atlas_seconds']:6.1f} {row['atlas_perturbed_dice']:9.3f} "
                      f"{row['atlas_click_agreement']:12.3f} {row['atlas_ml']:7.1f} {row['atlas_agreement'] or float('nan'):10.2f}  "
                      f"{','.join(row['atlas_used'])}{'  WARNING' if row['atlas_warning'] else ''}")
+            if "atlas_plain_dice" in row:
+                line += f" | without the refiner {row['atlas_plain_dice']:.3f} ({row['atlas_plain_seconds']:.1f} s)"
             if "stir_atlas_dice" in row:
                 line += (f" | STIR atlas Dice {row['stir_atlas_dice']:.3f}"
                          f"{' WARNING' if row.get('stir_atlas_warning') else ''}"
@@ -242,6 +259,10 @@ def main(argv=None) -> int:
         print(f"atlas: mean (dev) {np.mean([r['atlas_dice'] for r in dev]):.3f}; all "
               f"{np.mean([r['atlas_dice'] for r in rows]):.3f}; seconds {min(r['atlas_seconds'] for r in rows):.1f}-"
               f"{max(r['atlas_seconds'] for r in rows):.1f}")
+        if any("atlas_plain_dice" in r for r in rows):
+            print(f"refined (the rows' atlas Dice) vs without the refiner: mean (dev) "
+                  f"{np.mean([r['atlas_plain_dice'] for r in dev]):.3f}; all "
+                  f"{np.mean([r['atlas_plain_dice'] for r in rows]):.3f}")
     if not args.no_segment:
         print("\nend to end: mean Dice vs the 4 readers (segment with the normal-marrow reference)")
         print(f"{'scan':6} {'manual seeded':>13} {'assisted seeded':>15} {'manual region-only':>18} "
@@ -260,7 +281,8 @@ def main(argv=None) -> int:
     for r in rows:
         r.pop("_mask", None)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("region_sij_atlas.json" if atlas is not None else "region_sij.json")
+    out = RESULTS / (("region_sij_refine.json" if args.refine else "region_sij_atlas.json") if atlas is not None
+                     else "region_sij.json")
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, indent=1, default=float))
     print(f"wrote {out}" + (f" and the regions to {write}" if write else ""))
     return 0
