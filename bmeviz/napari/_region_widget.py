@@ -70,28 +70,14 @@ class RegionWidget(QWidget):
         self.contrast_combo.addItems(["auto", "t1", "stir"])
         self.contrast_combo.setToolTip("auto: from the sequence; t1: marrow bright; stir: fluid-sensitive")
         form.addRow("contrast", self.contrast_combo)
-        atlas_row = QHBoxLayout()
-        self.atlas_edit = QLineEdit()
-        self.atlas_edit.setPlaceholderText("optional: folder of <id>_T1W + <id>_disease_region")
-        self.atlas_edit.setToolTip("Atlas folder (or CSV manifest): drawn regions of other patients, registered "
-                                   "to this scan instead of the classical outline (slower, often closer)")
-        self.atlas_button = QPushButton("…")
-        self.atlas_button.setToolTip("Choose the atlas folder")
-        self.atlas_button.clicked.connect(self._browse_atlas)
-        atlas_row.addWidget(self.atlas_edit)
-        atlas_row.addWidget(self.atlas_button)
-        form.addRow("atlases", atlas_row)
-        refine_row = QHBoxLayout()
-        self.refine_edit = QLineEdit()
-        self.refine_edit.setPlaceholderText("optional: refiner .joblib (bmeviz region-refiner)")
-        self.refine_edit.setToolTip("A refiner trained on the atlas folder: redraws the atlas region's border on "
-                                    "this T1 (bmeviz region-refiner --atlas DIR --out FILE)")
-        self.refine_button = QPushButton("…")
-        self.refine_button.setToolTip("Choose the refiner file")
-        self.refine_button.clicked.connect(self._browse_refiner)
-        refine_row.addWidget(self.refine_edit)
-        refine_row.addWidget(self.refine_button)
-        form.addRow("refiner", refine_row)
+        self.atlas_edit, self.atlas_button = self._path_row(
+            form, "atlases", "optional: folder of <id>_T1W + <id>_disease_region",
+            "Atlas folder (or CSV manifest): drawn regions of other patients, registered to this scan instead of "
+            "the classical outline (slower, often closer)", "Choose the atlas folder", self._browse_atlas)
+        self.refine_edit, self.refine_button = self._path_row(
+            form, "refiner", "optional: refiner .joblib (bmeviz region-refiner)",
+            "A refiner trained on the atlas folder: redraws the atlas region's border on this T1 "
+            "(bmeviz region-refiner --atlas DIR --out FILE)", "Choose the refiner file", self._browse_refiner)
         layout.addLayout(form)
         self.clicks_button = QPushButton("Add clicks")
         self.clicks_button.setToolTip("Then click once inside the marrow of each bone")
@@ -108,6 +94,21 @@ class RegionWidget(QWidget):
         ev.inserted.connect(self._refresh)
         ev.removed.connect(self._refresh)
         self._refresh()
+
+    @staticmethod
+    def _path_row(form, label: str, placeholder: str, tip: str, button_tip: str, browse) -> tuple:
+        """A line edit for a path with a "…" button beside it, added to ``form``."""
+        row = QHBoxLayout()
+        edit = QLineEdit()
+        edit.setPlaceholderText(placeholder)
+        edit.setToolTip(tip)
+        button = QPushButton("…")
+        button.setToolTip(button_tip)
+        button.clicked.connect(browse)
+        row.addWidget(edit)
+        row.addWidget(button)
+        form.addRow(label, row)
+        return edit, button
 
     # ------------------------------------------------------------------ layers
     def _images(self) -> list:
