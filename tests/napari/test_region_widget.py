@@ -26,6 +26,19 @@ def _viewer_with_scans(make_napari_viewer_proxy, show=False):
     return viewer, widget, t1, stir, marrow
 
 
+def _click_deep_and_run(viewer, widget, qtbot, t1, marrow, running: str):
+    """One click deep in the bright marrow (as the widget asks), run, wait; the seed and the region."""
+    from bmeviz.region_atlas import atlas_clicks
+
+    widget.add_clicks()
+    seed = atlas_clicks(t1, marrow)[0]
+    viewer.layers["region clicks"].add([list(seed)])
+    widget.run()
+    assert running in widget.status.text()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=180000)
+    return seed, viewer.layers["bone region"].data > 0
+
+
 def test_region_widget_clicks_to_labels_on_the_fluid_grid(make_napari_viewer_proxy, qtbot, error_notifications):
     viewer, widget, t1, stir, marrow = _viewer_with_scans(make_napari_viewer_proxy)
     assert widget.source_combo.currentText() == "T1W"  # the T1 by its sequence
@@ -75,16 +88,8 @@ def test_region_widget_with_an_atlas_folder(make_napari_viewer_proxy, qtbot, err
     bmeviz.io.save_volume(shifted, tmp_path / "p1_T1W.nii.gz")
     bmeviz.io.save_mask(other_marrow, shifted, tmp_path / "p1_disease_region.nii.gz")
     widget.atlas_edit.setText(str(tmp_path))
-    widget.add_clicks()
-    from bmeviz.region_atlas import atlas_clicks
-
-    seed = atlas_clicks(t1, marrow)[0]  # deep in the bright marrow, as the widget asks
-    viewer.layers["region clicks"].add([list(seed)])
-    widget.run()
-    assert "registering the atlases" in widget.status.text()
-    qtbot.waitUntil(lambda: not widget.busy, timeout=120000)
+    seed, region = _click_deep_and_run(viewer, widget, qtbot, t1, marrow, "registering the atlases")
     assert not error_notifications
-    region = viewer.layers["bone region"].data > 0
     assert widget.last_info["method"] == "atlas" and widget.last_info["atlases"] == ["p1"]
     expected = region_from_seeds(t1, seeds=[seed], on=stir, atlas=tmp_path).mask.array
     assert _dice(region, expected) >= 0.98  # the registration threads may differ by a few voxels
@@ -101,7 +106,6 @@ def test_region_widget_with_an_atlas_folder_and_a_refiner(make_napari_viewer_pro
 
     pytest.importorskip("SimpleITK")
     pytest.importorskip("sklearn")
-    from bmeviz.region_atlas import atlas_clicks
     from bmeviz.region_refine import train_refiner
 
     viewer, widget, t1, stir, marrow = _viewer_with_scans(make_napari_viewer_proxy)
@@ -116,14 +120,8 @@ def test_region_widget_with_an_atlas_folder_and_a_refiner(make_napari_viewer_pro
     refiner.save(tmp_path / "refiner.joblib")
     widget.atlas_edit.setText(str(atlases))
     widget.refine_edit.setText(str(tmp_path / "refiner.joblib"))
-    widget.add_clicks()
-    seed = atlas_clicks(t1, marrow)[0]
-    viewer.layers["region clicks"].add([list(seed)])
-    widget.run()
-    assert "refining" in widget.status.text()
-    qtbot.waitUntil(lambda: not widget.busy, timeout=180000)
+    seed, region = _click_deep_and_run(viewer, widget, qtbot, t1, marrow, "refining")
     assert not error_notifications
-    region = viewer.layers["bone region"].data > 0
     assert widget.last_info["refiner"]["atlases"] == ["p0", "p1", "p2"]
     expected = region_from_seeds(t1, seeds=[seed], on=stir, atlas=atlases, refine=tmp_path / "refiner.joblib")
     assert _dice(region, expected.mask.array) >= 0.98
