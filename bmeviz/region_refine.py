@@ -255,9 +255,14 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
             f"{agree}")
 
     def fit(idx: list[int]):
+        from threadpoolctl import threadpool_limits
+
         clf = hgb(max_iter=int(p["iterations"]), max_leaf_nodes=int(p["leaves"]), learning_rate=0.1,
                   early_stopping=False, random_state=0)
-        return clf.fit(np.concatenate([Xs[i] for i in idx]), np.concatenate([ys[i] for i in idx]))
+        # One OpenMP thread: fitting has thousands of short parallel steps, and beside another busy process
+        # (a second job, a test worker) their spinning threads slowed a 4 s fit past minutes; alone it is 2x slower
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return clf.fit(np.concatenate([Xs[i] for i in idx]), np.concatenate([ys[i] for i in idx]))
 
     validation = None
     if validate:
