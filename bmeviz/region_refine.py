@@ -16,7 +16,7 @@ each atlas from the others (the same atlas path, with its automatic clicks), so 
 classifier sees the atlas probability exactly as it will look on a new scan, with the
 drawn region as the answer. No model is shipped: the training data are the user's.
 
-Training on 6-7 SIJ atlases takes 2-2.5 minutes on 2 cores (one atlas outline per atlas);
+Training on 6 SIJ atlases takes 2 minutes on 2 cores (one atlas outline per atlas), 4 with its check;
 applying it adds about 8 s to an atlas outline. Measured on the 7 SIJ scans, leave-one-out
 with the refiner trained without the scan (``docs/region.md``): mean Dice 0.804 against
 0.756 for the atlas region, better on every scan (+0.01 to +0.08).
@@ -214,7 +214,7 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
     the classifier. ``exclude``: atlas names left out (a scan you want to test on).
     ``validate``: also train one classifier per left-out atlas and report the
     leave-one-out Dice in the folder (atlas region vs refined, both before the clicks'
-    components and hole filling), about 10 s per atlas more. It is slightly optimistic:
+    components and hole filling), about 18 s per atlas more. It is slightly optimistic:
     the left-out atlas's region helped outline the others.
 
     Raises
@@ -290,7 +290,7 @@ def add_cli(subparsers, command) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="ID",
                    help="leave this atlas out (e.g. a scan you will test on); repeatable")
     p.add_argument("--no-validate", action="store_true",
-                   help="skip the leave-one-out check in the folder (about 10 s per atlas)")
+                   help="skip the leave-one-out check in the folder (about 18 s per atlas)")
     command("region-refiner")(_cli_train)
 
 
