@@ -368,6 +368,15 @@ def _near(shape, spacing, idx: np.ndarray, radius_mm: float) -> np.ndarray:
     return ndi.distance_transform_edt(seed, sampling=spacing) <= radius_mm
 
 
+def _components_meeting(mask: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The connected components of ``mask`` that have a voxel in ``where``."""
+    from scipy import ndimage as ndi
+
+    lab, _ = ndi.label(mask)
+    keep = np.unique(lab[where & mask])
+    return np.isin(lab, keep[keep > 0])
+
+
 def _atlas_params(params: dict | None, n_best: int | None) -> dict:
     p = dict(ATLAS_PARAMS)
     unknown = set(params or {}) - set(ATLAS_PARAMS)
@@ -519,21 +528,13 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
     p = _atlas_params(params, n_best)
     t0 = time.perf_counter()
     fused, info = atlas_probability(volume, idx, atlas, n_best=n_best, params=params, contrast=contrast)
-    mask = fused >= p["threshold"]
-    lab, n = ndi.label(mask)
-    if n:
-        touch = _near(volume.shape, volume.spacing, idx, p["touch_mm"])
-        keep = np.unique(lab[touch & mask])
-        mask = np.isin(lab, keep[keep > 0])
+    mask = _components_meeting(fused >= p["threshold"], _near(volume.shape, volume.spacing, idx, p["touch_mm"]))
     if not mask.any():
         raise ParameterError(f"the regions of the atlases {', '.join(info['atlases'])} registered to this "
                              "scan do not reach the clicks: click deep inside each bone's marrow, or try other atlases")
     if refiner is not None:
         tr = time.perf_counter()
-        refined = refiner.apply(volume, fused)
-        lab, n = ndi.label(refined)
-        keep = np.unique(lab[mask & refined])
-        mask = np.isin(lab, keep[keep > 0]) if n else refined
+        mask = _components_meeting(refiner.apply(volume, fused), mask)
         if not mask.any():
             raise ParameterError("the refiner removed the whole atlas region: retrain it on this protocol's atlases "
                                  "(bmeviz region-refiner) or outline without --refine")

@@ -158,8 +158,6 @@ _LOADED: dict[tuple, Refiner] = {}
 
 def load_refiner(path: str | Path) -> Refiner:
     """Read a refiner written by :meth:`Refiner.save` (a bad file: a ParameterError naming it)."""
-    import joblib
-
     path = Path(path)
     if not path.is_file():
         raise ParameterError(f"refiner {path} does not exist (make one with: bmeviz region-refiner --atlas DIR "
@@ -167,7 +165,9 @@ def load_refiner(path: str | Path) -> Refiner:
     key = (str(path.resolve()), path.stat().st_mtime_ns, path.stat().st_size)
     if key in _LOADED:
         return _LOADED[key]
-    _require_sklearn()
+    _require_sklearn()  # before joblib, which comes with scikit-learn
+    import joblib
+
     try:
         d = joblib.load(path)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad refiner file
@@ -198,11 +198,6 @@ def as_refiner(refine: Any) -> Refiner:
     raise ParameterError(f"refine must be a bmeviz Refiner or the path of its file; got {type(refine).__name__}")
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = int(a.sum()) + int(b.sum())
-    return round(2.0 * int((a & b).sum()) / s, 4) if s else 1.0
-
-
 def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None = None,
                   atlas_params: dict | None = None, validate: bool = True,
                   progress: Callable[[str], None] | None = None) -> Refiner:
@@ -222,6 +217,7 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
     ParameterError
         Fewer than 3 atlases, unknown parameters, no scikit-learn or SimpleITK.
     """
+    from .metrics import dice
     from .region_atlas import atlas_clicks, atlas_probability, load_atlases
 
     hgb = _require_sklearn()
@@ -270,8 +266,8 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
         for i, a in enumerate(atlases):
             ref = Refiner(fit([j for j in range(len(atlases)) if j != i]), p, [])
             prior = kept[i] >= float(p["prior_threshold"])
-            per.append({"atlas": a.name, "atlas_dice": _dice(prior, a.region),
-                        "refined_dice": _dice(ref.apply(a.image, kept[i]), a.region)})
+            per.append({"atlas": a.name, "atlas_dice": round(dice(prior, a.region), 4),
+                        "refined_dice": round(dice(ref.apply(a.image, kept[i]), a.region), 4)})
             say(f"validation: {a.name} atlas {per[-1]['atlas_dice']:.3f} -> refined {per[-1]['refined_dice']:.3f}")
         validation = {"per_atlas": per,
                       "atlas_dice_mean": round(float(np.mean([r["atlas_dice"] for r in per])), 4),
