@@ -134,12 +134,20 @@ def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_be
         row["refiner_train_seconds"] = time.perf_counter() - t
         plain = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best)
         row["atlas_plain_dice"], row["atlas_plain_seconds"] = dice(plain.mask.array, manual), plain.info["seconds"]
+        if len(ref.models) > 1:  # its first stage alone, as the one-stage refiner of round 4 (the same fit)
+            from bmeviz.region_refine import Refiner
+
+            one = Refiner(ref.models[:1], {**ref.params, "stages": 1}, ref.atlases)
+            r1 = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
+                                   refine=one)
+            row["refined_1stage_dice"] = dice(r1.mask.array, manual)
     if atlas is not None:
         ra = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
                                refine=ref)
         row["atlas_dice"], row["atlas_seconds"], row["atlas_ml"] = (dice(ra.mask.array, manual), ra.info["seconds"],
                                                                     ra.info["volume_ml"])
         row["atlas_used"], row["atlas_excluded"] = ra.info["atlases"], ra.info["excluded"]
+        row["refine_seconds"] = ra.info.get("refine_seconds")
         row["atlas_ranking"] = ra.info["ranking"]
         row["atlas_agreement"], row["atlas_warning"] = ra.info["agreement"], ra.info["warning"]
         ra2 = region_from_seeds(t1, seeds=seeds2, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
@@ -247,6 +255,8 @@ def main(argv=None) -> int:
                      f"{','.join(row['atlas_used'])}{'  WARNING' if row['atlas_warning'] else ''}")
             if "atlas_plain_dice" in row:
                 line += f" | without the refiner {row['atlas_plain_dice']:.3f} ({row['atlas_plain_seconds']:.1f} s)"
+            if "refined_1stage_dice" in row:
+                line += f" | one stage {row['refined_1stage_dice']:.3f}"
             if "stir_atlas_dice" in row:
                 line += (f" | STIR atlas Dice {row['stir_atlas_dice']:.3f}"
                          f"{' WARNING' if row.get('stir_atlas_warning') else ''}"
@@ -263,6 +273,9 @@ def main(argv=None) -> int:
             print(f"refined (the rows' atlas Dice) vs without the refiner: mean (dev) "
                   f"{np.mean([r['atlas_plain_dice'] for r in dev]):.3f}; all "
                   f"{np.mean([r['atlas_plain_dice'] for r in rows]):.3f}")
+        if any("refined_1stage_dice" in r for r in rows):
+            print(f"refined, first stage only: mean (dev) {np.mean([r['refined_1stage_dice'] for r in dev]):.3f}; all "
+                  f"{np.mean([r['refined_1stage_dice'] for r in rows]):.3f}")
     if not args.no_segment:
         print("\nend to end: mean Dice vs the 4 readers (segment with the normal-marrow reference)")
         print(f"{'scan':6} {'manual seeded':>13} {'assisted seeded':>15} {'manual region-only':>18} "
