@@ -66,6 +66,17 @@ def make_t1(shape=(16, 110, 140), affine=None, *, gap=False, seed=0):
     return bmeviz.Volume(img.astype(np.float32), affine, {"sequence": "T1"}), marrow
 
 
+def moved_phantom_atlases(folder, t1, marrow) -> None:
+    """An atlas folder of 3 copies of the phantom ``t1`` and its ``marrow``, shifted by 1-2.5 mm
+    (``p0``-``p2``; for the atlas path and the refiner without shared data)."""
+    for i, shift in enumerate(((2.0, -1.5, 0.0), (-2.0, 1.0, 0.0), (1.0, 2.0, 0.0))):
+        moved = t1.affine.copy()
+        moved[:3, 3] += shift
+        other = bmeviz.Volume(t1.array, moved, t1.metadata)
+        bmeviz.io.save_volume(other, folder / f"p{i}_T1W.nii.gz")
+        bmeviz.io.save_mask(marrow, other, folder / f"p{i}_disease_region.nii.gz")
+
+
 def _dice(a, b) -> float:
     return 2 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
 

@@ -161,26 +161,15 @@ def test_cli_region_with_the_refiner(trained, target, tmp_path, capsys):
     assert _dice(m.array > 0, manual) >= 0.70
 
 
-def _moved_phantoms(folder: Path):
-    """3 phantom T1 atlases: the same bone, shifted by 1-2.5 mm (no shared data needed)."""
-    from test_region import make_t1
-
-    t1, marrow = make_t1()
-    for i, shift in enumerate(((2.0, -1.5, 0.0), (-2.0, 1.0, 0.0), (1.0, 2.5, 0.0))):
-        moved = t1.affine.copy()
-        moved[:3, 3] += shift
-        other = bmeviz.Volume(t1.array, moved, t1.metadata)
-        bmeviz.io.save_volume(other, folder / f"p{i}_T1W.nii.gz")
-        bmeviz.io.save_mask(marrow, other, folder / f"p{i}_disease_region.nii.gz")
-    return t1, marrow
-
-
 def test_stages_and_the_check_on_phantoms(tmp_path):
     """'auto' gives one stage from 3 atlases; two stages on request, with the check that
     applies each left-out atlas's stages to it."""
     pytest.importorskip("SimpleITK")
     pytest.importorskip("sklearn")
-    t1, marrow = _moved_phantoms(tmp_path)
+    from test_region import make_t1, moved_phantom_atlases
+
+    t1, marrow = make_t1()
+    moved_phantom_atlases(tmp_path, t1, marrow)
     small = {"samples": 4000, "iterations": 30}
     one = train_refiner(tmp_path, validate=False, params=small)
     assert len(one.models) == 1 and one.params["stages"] == 1 and one.validation is None

@@ -13,7 +13,7 @@ from bmeviz.napari._layers import image_kwargs
 from bmeviz.region import region_from_seeds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_region import _dice, _seed_mm, make_t1  # noqa: E402
+from test_region import _dice, _seed_mm, make_t1, moved_phantom_atlases  # noqa: E402
 
 
 def _viewer_with_scans(make_napari_viewer_proxy, show=False):
@@ -110,12 +110,7 @@ def test_region_widget_with_an_atlas_folder_and_a_refiner(make_napari_viewer_pro
 
     viewer, widget, t1, stir, marrow = _viewer_with_scans(make_napari_viewer_proxy)
     atlases = tmp_path / "atlases"
-    for i, shift in enumerate(((2.0, -1.5, 0.0), (-2.0, 1.0, 0.0), (1.0, 2.0, 0.0))):
-        moved = t1.affine.copy()
-        moved[:3, 3] += shift
-        other = bmeviz.Volume(t1.array, moved, t1.metadata)
-        bmeviz.io.save_volume(other, atlases / f"p{i}_T1W.nii.gz")
-        bmeviz.io.save_mask(marrow, other, atlases / f"p{i}_disease_region.nii.gz")
+    moved_phantom_atlases(atlases, t1, marrow)
     refiner = train_refiner(atlases, validate=False, params={"samples": 5000, "iterations": 30})
     refiner.save(tmp_path / "refiner.joblib")
     widget.atlas_edit.setText(str(atlases))
