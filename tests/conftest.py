@@ -22,13 +22,13 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The longest xdist group (the real-data refiner, about 10 min on one worker) first, so that
-    with ``-n 2 --dist loadgroup`` the other worker runs the rest beside it instead of idling at
-    the end. No X display or no loadable Qt (and not CI): skip the napari tests with the reason,
+    """Tests marked slow first (the real-data refiner file, about 10 min, and the batch kill test),
+    so that with ``-n 2 --dist loadfile --no-loadscope-reorder`` (each file on one worker: a module
+    fixture is built once) they start at once beside the rest instead of ending the run. No X display or no loadable Qt (and not CI): skip the napari tests with the reason,
     before their Qt fixtures are looked up. Under CI=true they run and fail (tests/napari/conftest.py)."""
     import _system
 
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable: the rest keep their order
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
 
     napari_dir = Path(__file__).parent / "napari"
     ours = [item for item in items if napari_dir in Path(str(item.path)).parents]

@@ -26,8 +26,9 @@ from helpers import shared
 
 pytest.importorskip("SimpleITK")
 pytest.importorskip("sklearn")
-# one xdist worker trains the module's refiner (the README runs pytest -n 2 --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("refiner")
+# slow: collected first (tests/conftest.py); the README's pytest -n 2 --dist loadfile runs this file on one
+# worker, so its refiner is trained once, beside the rest
+pytestmark = pytest.mark.slow
 
 TARGET = "1013"
 ATLASES = ("1007", "4386", "2014", "1234")  # the atlas folder used on 1013 (as in test_region_atlas)
