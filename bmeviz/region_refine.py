@@ -264,8 +264,8 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
     would get; ``samples`` voxels of its border band, labelled by its drawn region, train
     the classifier. ``exclude``: atlas names left out (a scan you want to test on).
     With ``stages`` 2 (``'auto'``, the default, with 6 atlases or more), one first stage per
-    left-out atlas gives the maps the second stage learns from. ``validate``: also train one classifier per left-out atlas for
-    the last stage and report the leave-one-out Dice in the folder (atlas region vs refined,
+    left-out atlas gives the maps the second stage learns from. ``validate``: also train one
+    classifier per left-out atlas for the last stage and report the leave-one-out Dice in the folder (atlas region vs refined,
     both before the clicks' components and hole filling). It is slightly optimistic: the
     left-out atlas's region helped outline the others (and, with 2 stages, trained the
     first stages whose maps the second learned from).
@@ -324,8 +324,7 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
     # stage trained without it, as a new scan will get it. The same left-out models make the check.
     n = len(atlases)
     n_stages = p["stages"] = _stages(p["stages"], n)
-    models, loo = [], [[] for _ in atlases]
-    maps, ctx = [None] * n, [None] * n
+    models, loo, ctx = [], [[] for _ in atlases], [None] * n
     for stage in range(n_stages):
         rows = [Xs[i] if stage == 0 else np.concatenate([Xs[i], ctx[i]], 1) for i in range(n)]
         models.append(fit(rows, list(range(n))))
@@ -334,12 +333,9 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
             break
         for i, a in enumerate(atlases):
             loo[i].append(fit(rows, [j for j in range(n) if j != i]))
-            if not last:
+            if not last:  # atlas i's map from its left-out stages so far, as the next stage's context
                 X, band, sd = _features(a.image.array, a.image.spacing, kept[i], p)
-                if stage:
-                    X = np.concatenate([X, _context(maps[i], band, a.image.spacing)], 1)
-                maps[i] = _stage_map(loo[i][-1], X, band, sd)
-                ctx[i] = _context(maps[i], band, a.image.spacing)[picks[i]]
+                ctx[i] = _context(_predict(loo[i], X, band, sd, a.image.spacing), band, a.image.spacing)[picks[i]]
         say(f"stage {stage + 1} of {n_stages} trained")
 
     validation = None

@@ -24,7 +24,8 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """Tests marked slow first (the real-data refiner file, about 10 min, and the batch kill test),
     so that with ``-n 2 --dist loadfile --no-loadscope-reorder`` (each file on one worker: a module
-    fixture is built once) they start at once beside the rest instead of ending the run. No X display or no loadable Qt (and not CI): skip the napari tests with the reason,
+    fixture is built once) they start at once beside the rest instead of ending the run.
+    No X display or no loadable Qt (and not CI): skip the napari tests with the reason,
     before their Qt fixtures are looked up. Under CI=true they run and fail (tests/napari/conftest.py)."""
     import _system
 
