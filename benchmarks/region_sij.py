@@ -141,6 +141,12 @@ def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_be
             r1 = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
                                    refine=one)
             row["refined_1stage_dice"] = dice(r1.mask.array, manual)
+        # the same refiner predicting every voxel (predict_step 1, as in round 5) against its default step
+        full = Refiner(ref.models, {**ref.params, "predict_step": 1}, ref.atlases)
+        rf = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
+                               refine=full)
+        row["refined_step1_dice"], row["refine_step1_seconds"] = dice(rf.mask.array, manual), rf.info["refine_seconds"]
+        row["_step1"] = rf.mask.array
     if atlas is not None:
         ra = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
                                refine=ref)
@@ -148,6 +154,8 @@ def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_be
                                                                     ra.info["volume_ml"])
         row["atlas_used"], row["atlas_excluded"] = ra.info["atlases"], ra.info["excluded"]
         row["refine_seconds"] = ra.info.get("refine_seconds")
+        if "_step1" in row:  # how far the default step moves the region from predicting every voxel
+            row["step1_agreement"] = dice(row.pop("_step1"), ra.mask.array)
         row["atlas_ranking"] = ra.info["ranking"]
         row["atlas_agreement"], row["atlas_warning"] = ra.info["agreement"], ra.info["warning"]
         ra2 = region_from_seeds(t1, seeds=seeds2, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
@@ -257,6 +265,9 @@ def main(argv=None) -> int:
                 line += f" | without the refiner {row['atlas_plain_dice']:.3f} ({row['atlas_plain_seconds']:.1f} s)"
             if "refined_1stage_dice" in row:
                 line += f" | one stage {row['refined_1stage_dice']:.3f}"
+            if "refined_step1_dice" in row:
+                line += (f" | every voxel {row['refined_step1_dice']:.3f} ({row['refine_step1_seconds']:.1f} s, "
+                         f"default step {row['refine_seconds']:.1f} s; regions agree {row['step1_agreement']:.3f})")
             if "stir_atlas_dice" in row:
                 line += (f" | STIR atlas Dice {row['stir_atlas_dice']:.3f}"
                          f"{' WARNING' if row.get('stir_atlas_warning') else ''}"
@@ -273,6 +284,11 @@ def main(argv=None) -> int:
             print(f"refined (the rows' atlas Dice) vs without the refiner: mean (dev) "
                   f"{np.mean([r['atlas_plain_dice'] for r in dev]):.3f}; all "
                   f"{np.mean([r['atlas_plain_dice'] for r in rows]):.3f}")
+        if any("refined_step1_dice" in r for r in rows):
+            print(f"refined, every voxel: mean (dev) {np.mean([r['refined_step1_dice'] for r in dev]):.3f}; all "
+                  f"{np.mean([r['refined_step1_dice'] for r in rows]):.3f}; refine step "
+                  f"{np.mean([r['refine_step1_seconds'] for r in rows]):.1f} s against "
+                  f"{np.mean([r['refine_seconds'] for r in rows]):.1f} s at the default step")
         if any("refined_1stage_dice" in r for r in rows):
             print(f"refined, first stage only: mean (dev) {np.mean([r['refined_1stage_dice'] for r in dev]):.3f}; all "
                   f"{np.mean([r['refined_1stage_dice'] for r in rows]):.3f}")

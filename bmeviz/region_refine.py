@@ -61,6 +61,8 @@ REFINE_PARAMS: dict[str, Any] = {
     # as a region (signed distance, holes filled); trained on out-of-fold stage-1 maps. 1: the round-4 refiner.
     # auto: 2 with at least AUTO_TWO_STAGES atlases, else 1 (the out-of-fold maps of a small folder come from too
     # few atlases: with 3, 1013 went 0.767 -> 0.761, docs/region.md)
+    "predict_step": 2,  # the classifier runs on every 2nd voxel of the band in-plane, its probability linearly
+    # interpolated between: the refine step 4x faster (docs/region.md). 1: every voxel (files of round 5 and before)
     "keep_core": 0.8,  # where the atlases agree this much, the region stays, whatever the T1 says: BME is dark on
     # T1 and the classifier, which learned bright marrow, cut lesions at the joint. End to end on the 4 SIJ scans
     # with readers (bmeviz validate, 10 users): seeded 0.40 -> 0.42, automatic reference 0.40 -> 0.43, for a
@@ -72,6 +74,14 @@ REFINE_PARAMS: dict[str, Any] = {
 AUTO_TWO_STAGES = 6
 
 
+def _step(p: dict) -> int:
+    """``predict_step`` checked: a whole number from 1."""
+    v = p.get("predict_step", 1)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ParameterError(f"predict_step must be a whole number from 1; got {v!r}")
+    return v
+
+
 def _stages(value, n_atlases: int) -> int:
     """The number of stages for ``value`` (a whole number >= 1, or 'auto') and a folder of ``n_atlases``."""
     if value == "auto":
@@ -81,8 +91,17 @@ def _stages(value, n_atlases: int) -> int:
     return value
 
 
-def _features(image: np.ndarray, spacing, fused: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Feature rows of the band voxels, the band (bool) and the signed distance (mm, inside > 0)."""
+def _grid(shape, step: int) -> np.ndarray:
+    """Every ``step``-th voxel in-plane (bool; every slice)."""
+    g = np.zeros(shape, bool)
+    g[:, ::step, ::step] = True
+    return g
+
+
+def _features(image: np.ndarray, spacing, fused: np.ndarray, p: dict,
+              step: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Feature rows of the band voxels on the in-plane grid of ``step`` (all band voxels: 1), those
+    voxels (bool) and the signed distance (mm, inside > 0) to the atlas region."""
     from scipy import ndimage as ndi
     from skimage.feature import multiscale_basic_features
 
@@ -95,6 +114,8 @@ def _features(image: np.ndarray, spacing, fused: np.ndarray, p: dict) -> tuple[n
     sd = (ndi.distance_transform_edt(prior, sampling=spacing)
           - ndi.distance_transform_edt(~prior, sampling=spacing)).astype(np.float32)
     band = np.abs(sd) <= float(p["band_mm"])
+    if step > 1:
+        band &= _grid(band.shape, step)
     px = float(np.mean(spacing[1:]))
     g1 = ndi.gaussian_filter(x, (0.5, 1.8 / px, 1.8 / px))
     g2 = ndi.gaussian_filter(x, (1.0, 4.8 / px, 4.8 / px))
@@ -112,7 +133,7 @@ def _features(image: np.ndarray, spacing, fused: np.ndarray, p: dict) -> tuple[n
 
 
 def _context(prob: np.ndarray, band: np.ndarray, spacing) -> np.ndarray:
-    """Auto-context rows of the band voxels from the previous stage's probability map: it smoothed
+    """Auto-context rows of the voxels ``band`` from the previous stage's probability map: it smoothed
     at 1.2, 3 and 7 mm in-plane, the slices above and below, the signed distance (mm) to its
     region (>= 0.5) and that region with its holes filled per slice."""
     from scipy import ndimage as ndi
@@ -128,19 +149,38 @@ def _context(prob: np.ndarray, band: np.ndarray, spacing) -> np.ndarray:
     return np.stack([np.asarray(c, np.float32)[band] for c in cols], -1)
 
 
-def _stage_map(model, X: np.ndarray, band: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """A stage's probability map: the classifier in the band, the atlas region outside it."""
+def _upsample(coarse: np.ndarray, shape, step: int) -> np.ndarray:
+    """``coarse`` (every ``step``-th voxel in-plane) linearly interpolated to ``shape``."""
+    out = coarse
+    for axis in (1, 2):
+        n_c = coarse.shape[axis]
+        pos = np.arange(shape[axis], dtype=np.float32) / step
+        i0 = np.minimum(pos.astype(int), n_c - 1)
+        i1 = np.minimum(i0 + 1, n_c - 1)
+        w = np.clip(pos - i0, 0, 1).reshape([-1 if a == axis else 1 for a in range(3)])
+        out = np.take(out, i0, axis) * (1 - w) + np.take(out, i1, axis) * w
+    return out.astype(np.float32)
+
+
+def _stage_map(model, X: np.ndarray, pts: np.ndarray, sd: np.ndarray, p: dict) -> np.ndarray:
+    """A stage's probability map: the classifier at the voxels ``pts``, interpolated between them
+    in the band (``predict_step`` > 1), and the atlas region outside the band."""
     prob = (sd > 0).astype(np.float32)
     if len(X):
-        prob[band] = model.predict_proba(X)[:, 1]
+        prob[pts] = model.predict_proba(X)[:, 1]
+    step = int(p.get("predict_step", 1))
+    if step > 1:
+        band = np.abs(sd) <= float(p["band_mm"])
+        prob[band] = _upsample(prob[:, ::step, ::step], prob.shape, step)[band]
     return prob
 
 
-def _predict(models: list, X: np.ndarray, band: np.ndarray, sd: np.ndarray, spacing) -> np.ndarray:
-    """The last stage's probability map; each stage after the first adds the context of the one before."""
-    prob = _stage_map(models[0], X, band, sd)
+def _predict(models: list, X: np.ndarray, pts: np.ndarray, sd: np.ndarray, spacing, p: dict) -> np.ndarray:
+    """The last stage's probability map; each stage after the first adds the context of the one before
+    (the rows ``X`` of the voxels ``pts``, from :func:`_features` with ``p['predict_step']``)."""
+    prob = _stage_map(models[0], X, pts, sd, p)
     for model in models[1:]:
-        prob = _stage_map(model, np.concatenate([X, _context(prob, band, spacing)], 1), band, sd)
+        prob = _stage_map(model, np.concatenate([X, _context(prob, pts, spacing)], 1), pts, sd, p)
     return prob
 
 
@@ -163,8 +203,8 @@ class Refiner:
         """The refined probability of being in the region (float32, smoothed)."""
         from scipy import ndimage as ndi
 
-        X, band, sd = _features(volume.array, volume.spacing, fused, self.params)
-        prob = _predict(self.models, X, band, sd, volume.spacing)
+        X, pts, sd = _features(volume.array, volume.spacing, fused, self.params, _step(self.params))
+        prob = _predict(self.models, X, pts, sd, volume.spacing, self.params)
         s = float(self.params["smooth_mm"]) / float(np.mean(volume.spacing[1:]))
         return ndi.gaussian_filter(prob, (s / 3, s, s)) if s > 0 else prob
 
@@ -237,7 +277,7 @@ def load_refiner(path: str | Path) -> Refiner:
     if versions.get("scikit-learn") != now["scikit-learn"]:
         warn(f"refiner {path} was trained with scikit-learn {versions.get('scikit-learn')}, this is "
              f"{now['scikit-learn']}: if the region looks wrong, train it again")
-    params = {**REFINE_PARAMS, **d["params"]}
+    params = {**REFINE_PARAMS, "predict_step": 1, **d["params"]}  # an older file predicts as it was trained
     ref = Refiner(d["model"], params, d.get("atlases", []), d.get("validation"), str(path.resolve()), versions)
     if len(_LOADED) > 8:
         _LOADED.clear()
@@ -286,6 +326,7 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
                              f"{', '.join(REFINE_PARAMS)}")
     p.update(params or {})
     _stages(p["stages"], 0)  # a bad value is refused before the outlines
+    _step(p)
     say = progress or (lambda msg: None)
     atlases = [a for a in load_atlases(atlas) if a.name not in {str(e) for e in exclude}]
     if len(atlases) < 3:
@@ -334,8 +375,9 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
         for i, a in enumerate(atlases):
             loo[i].append(fit(rows, [j for j in range(n) if j != i]))
             if not last:  # atlas i's map from its left-out stages so far, as the next stage's context
-                X, band, sd = _features(a.image.array, a.image.spacing, kept[i], p)
-                ctx[i] = _context(_predict(loo[i], X, band, sd, a.image.spacing), band, a.image.spacing)[picks[i]]
+                X, pts, sd = _features(a.image.array, a.image.spacing, kept[i], p, _step(p))
+                prob = _predict(loo[i], X, pts, sd, a.image.spacing, p)  # as a new scan gets it
+                ctx[i] = _context(prob, np.abs(sd) <= float(p["band_mm"]), a.image.spacing)[picks[i]]
         say(f"stage {stage + 1} of {n_stages} trained")
 
     validation = None
