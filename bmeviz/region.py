@@ -297,7 +297,7 @@ def region_from_seeds(volume: Volume, *, seeds: Any = None, seeds_mm: Any = None
     refine : Refiner or path, optional
         With ``atlas`` on a T1 scan: redraw the atlas region's border with a classifier
         trained on the atlas folder (:func:`bmeviz.region_refine.train_refiner`, or
-        ``bmeviz region-refiner``); about 15 s more. Needs scikit-learn.
+        ``bmeviz region-refiner``); about 4 s more. Needs scikit-learn.
 
     Returns
     -------
