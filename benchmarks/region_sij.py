@@ -6,8 +6,9 @@ and the end-to-end effect on ``bmeviz.segment``.
     python benchmarks/region_sij.py --write-regions DIR # also write <id>_assisted_region.nii.gz
     python benchmarks/region_sij.py --atlas auto --no-segment   # + the atlas path, leave-one-out
     python benchmarks/region_sij.py --atlas auto --no-segment --stir-atlas   # + atlases on the STIR alone
-    python benchmarks/region_sij.py --atlas auto --refine --write-regions DIR  # + the refiner (~20 min)
+    python benchmarks/region_sij.py --atlas auto --refine --write-regions DIR  # + the refiner (~30 min)
     python benchmarks/region_sij.py --atlas auto --no-segment --set threshold=0.5   # another atlas parameter
+    python benchmarks/region_sij.py --atlas auto --refine --no-segment --refine-set 'train_seeds=[1,2]'  # refiner
 
 ``--atlas auto`` uses the 7 scans of ../shared as the atlas folder (symlinks in a temporary
 folder, ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz``): each scan is outlined from the
@@ -214,6 +215,9 @@ def main(argv=None) -> int:
     ap.add_argument("--refine", action="store_true",
                     help="with --atlas: also the refiner, trained for each scan on the other scans (honest "
                          "leave-one-out; about 2 minutes of training per scan)")
+    ap.add_argument("--refine-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --refine: override a refiner parameter (bmeviz.region_refine.REFINE_PARAMS), e.g. "
+                         "train_seeds=[1,2] (the value is JSON)")
     ap.add_argument("--stir-atlas", action="store_true",
                     help="with --atlas: also the atlas path on the STIR alone (the scan's own T1 left out)")
     args = ap.parse_args(argv)
@@ -228,6 +232,14 @@ def main(argv=None) -> int:
                 ap.error(f"--set {item}: unknown atlas parameter {key!r}; known: {', '.join(ATLAS_PARAMS)}")
             val = json.loads(value)
             ATLAS_PARAMS[key] = tuple(val) if isinstance(val, list) else val
+    if args.refine_set:
+        from bmeviz.region_refine import REFINE_PARAMS
+
+        for item in args.refine_set:
+            key, _, value = item.partition("=")
+            if key not in REFINE_PARAMS:
+                ap.error(f"--refine-set {item}: unknown refiner parameter {key!r}; known: {', '.join(REFINE_PARAMS)}")
+            REFINE_PARAMS[key] = json.loads(value)
     if not DEV.is_dir():
         print(f"skip: SIJ data not found at {DEV} (it lives beside the project, never in the repository)")
         return 0

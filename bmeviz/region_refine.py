@@ -64,6 +64,9 @@ REFINE_PARAMS: dict[str, Any] = {
     # few atlases: with 3, 1013 went 0.767 -> 0.761, docs/region.md)
     "predict_step": 2,  # the classifier runs on every 2nd voxel of the band in-plane, its probability linearly
     # interpolated between: the refine step 4x faster (docs/region.md). 1: every voxel (files of round 5 and before)
+    "train_seeds": None,  # training: each atlas outlined once per registration seed given here (several: more
+    # examples of how the atlas path errs); None: once, with the atlas path's seeds. [1, 2] on the 7 SIJ scans,
+    # leave-one-out: mean Dice 0.822 against 0.819, for twice the training (docs/region.md)
     "keep_core": 0.8,  # where the atlases agree this much, the region stays, whatever the T1 says: BME is dark on
     # T1 and the classifier, which learned bright marrow, cut lesions at the joint. End to end on the 4 SIJ scans
     # with readers (bmeviz validate, 10 users): seeded 0.40 -> 0.42, automatic reference 0.40 -> 0.43, for a
@@ -303,8 +306,9 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
     Each atlas is outlined from the others by the atlas path (with its automatic clicks:
     the deepest bright point of each bone), which gives the atlas probability a new scan
     would get; ``samples`` voxels of its border band, labelled by its drawn region, train
-    the classifier. ``exclude``: atlas names left out (a scan you want to test on).
-    With ``stages`` 2 (``'auto'``, the default, with 6 atlases or more), one first stage per
+    the classifier (``params={"train_seeds": [1, 2]}``: each atlas outlined once per
+    registration seed, twice the training). ``exclude``: atlas names left out (a scan you
+    want to test on). With ``stages`` 2 (``'auto'``, the default, with 6 atlases or more), one first stage per
     left-out atlas gives the maps the second stage learns from. ``validate``: also train one
     classifier per left-out atlas for the last stage and report the leave-one-out Dice in the folder (atlas region vs refined,
     both before the clicks' components and hole filling). It is slightly optimistic: the
@@ -328,29 +332,39 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
     p.update(params or {})
     _stages(p["stages"], 0)  # a bad value is refused before the outlines
     _step(p)
+    ts = p["train_seeds"]
+    if ts is not None and (isinstance(ts, (str, bytes)) or not hasattr(ts, "__len__") or not len(ts)
+                           or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in ts)):
+        raise ParameterError(f"train_seeds must be None or a list of whole numbers (registration seeds); got {ts!r}")
     say = progress or (lambda msg: None)
     atlases = [a for a in load_atlases(atlas) if a.name not in {str(e) for e in exclude}]
     if len(atlases) < 3:
         raise ParameterError(f"a refiner needs at least 3 atlases (each is outlined from the others); got "
                              f"{len(atlases)}")
     rng = np.random.default_rng(0)
-    Xs, ys, kept, picks = [], [], [], []
+    # one outline of each atlas per training seed (several: more registrations to learn from, the same atlases)
+    seeds = [None] if p["train_seeds"] is None else [int(v) for v in p["train_seeds"]]
+    owner, Xs, ys, kept, picks = [], [], [], [], []  # per outline: its atlas's index, rows, labels, map, voxels
     for i, a in enumerate(atlases):
         t = time.perf_counter()
         clicks = atlas_clicks(a.image, a.region)
-        with warnings.catch_warnings():  # a disagreement is part of what the refiner must learn; said below
-            warnings.simplefilter("ignore", BmevizWarning)
-            fused, info = atlas_probability(a.image, clicks, [b for b in atlases if b is not a], params=atlas_params)
-        X, band, sd = _features(a.image.array, a.image.spacing, fused, p)
-        y = a.region[band]
-        pick = np.sort(rng.choice(len(y), min(int(p["samples"]), len(y)), replace=False))
-        Xs.append(X[pick])
-        ys.append(y[pick])
-        kept.append(fused)
-        picks.append(pick)
+        for seed in seeds:
+            ap = dict(atlas_params or {}) if seed is None else {**(atlas_params or {}), "seeds": (seed,)}
+            with warnings.catch_warnings():  # a disagreement is part of what the refiner must learn; said below
+                warnings.simplefilter("ignore", BmevizWarning)
+                fused, info = atlas_probability(a.image, clicks, [b for b in atlases if b is not a], params=ap)
+            X, band, sd = _features(a.image.array, a.image.spacing, fused, p)
+            y = a.region[band]
+            pick = np.sort(rng.choice(len(y), min(int(p["samples"]), len(y)), replace=False))
+            owner.append(i)
+            Xs.append(X[pick])
+            ys.append(y[pick])
+            kept.append(fused)
+            picks.append(pick)
         agree = "" if info.get("agreement") is None else f"; the atlases fused agree at {info['agreement']:.2f}"
-        say(f"atlas {a.name} ({i + 1}/{len(atlases)}) outlined from the others in {time.perf_counter() - t:.1f} s"
-            f"{agree}")
+        per_seed = f" once per seed ({', '.join(map(str, seeds))})" if seeds != [None] else ""
+        say(f"atlas {a.name} ({i + 1}/{len(atlases)}) outlined from the others{per_seed} in "
+            f"{time.perf_counter() - t:.1f} s{agree}")
 
     def fit(rows: list, idx: list[int]):
         from threadpoolctl import threadpool_limits
@@ -360,34 +374,37 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
         # One OpenMP thread: fitting has thousands of short parallel steps, and beside another busy process
         # (a second job, a test worker) their spinning threads slowed a 4 s fit past minutes; alone it is 2x slower
         with threadpool_limits(limits=1, user_api="openmp"):
-            return clf.fit(np.concatenate([rows[i] for i in idx]), np.concatenate([ys[i] for i in idx]))
+            return clf.fit(np.concatenate([rows[k] for k in idx]), np.concatenate([ys[k] for k in idx]))
 
     # Stage k > 1 learns from the context of stage k-1's out-of-fold maps: for each atlas, the map of a
-    # stage trained without it, as a new scan will get it. The same left-out models make the check.
-    n = len(atlases)
+    # stage trained without it (all its outlines left out), as a new scan will get it. The same left-out
+    # models make the check.
+    n, m = len(atlases), len(owner)
     n_stages = p["stages"] = _stages(p["stages"], n)
-    models, loo, ctx = [], [[] for _ in atlases], [None] * n
+    models, loo, ctx = [], [[] for _ in atlases], [None] * m
     for stage in range(n_stages):
-        rows = [Xs[i] if stage == 0 else np.concatenate([Xs[i], ctx[i]], 1) for i in range(n)]
-        models.append(fit(rows, list(range(n))))
+        rows = [Xs[k] if stage == 0 else np.concatenate([Xs[k], ctx[k]], 1) for k in range(m)]
+        models.append(fit(rows, list(range(m))))
         last = stage == n_stages - 1
         if last and not validate:
             break
-        for i, a in enumerate(atlases):
-            loo[i].append(fit(rows, [j for j in range(n) if j != i]))
-            if not last:  # atlas i's map from its left-out stages so far, as the next stage's context
-                X, pts, sd = _features(a.image.array, a.image.spacing, kept[i], p, _step(p))
-                prob = _predict(loo[i], X, pts, sd, a.image.spacing, p)  # as a new scan gets it
-                ctx[i] = _context(prob, np.abs(sd) <= float(p["band_mm"]), a.image.spacing)[picks[i]]
+        for i in range(n):
+            loo[i].append(fit(rows, [k for k in range(m) if owner[k] != i]))
+        for k in range(m) if not last else ():  # each outline's map from its atlas's left-out stages so far
+            img = atlases[owner[k]].image
+            X, pts, sd = _features(img.array, img.spacing, kept[k], p, _step(p))
+            prob = _predict(loo[owner[k]], X, pts, sd, img.spacing, p)  # as a new scan gets it
+            ctx[k] = _context(prob, np.abs(sd) <= float(p["band_mm"]), img.spacing)[picks[k]]
         say(f"stage {stage + 1} of {n_stages} trained")
 
     validation = None
     if validate:
         per = []
         for i, a in enumerate(atlases):
-            prior = kept[i] >= float(p["prior_threshold"])
+            first = kept[owner.index(i)]  # its first outline
+            prior = first >= float(p["prior_threshold"])
             per.append({"atlas": a.name, "atlas_dice": round(dice(prior, a.region), 4),
-                        "refined_dice": round(dice(Refiner(loo[i], p, []).apply(a.image, kept[i]), a.region), 4)})
+                        "refined_dice": round(dice(Refiner(loo[i], p, []).apply(a.image, first), a.region), 4)})
             say(f"validation: {a.name} atlas {per[-1]['atlas_dice']:.3f} -> refined {per[-1]['refined_dice']:.3f}")
         validation = {"per_atlas": per,
                       "atlas_dice_mean": round(float(np.mean([r["atlas_dice"] for r in per])), 4),

@@ -214,6 +214,12 @@ def test_stages_and_the_check_on_phantoms(tmp_path):
     back = load_refiner(tmp_path / "two.joblib")
     fused = marrow.astype(np.float32)
     assert np.array_equal(back.apply(t1, fused), two.apply(t1, fused))
+    said = []
+    one_seed = train_refiner(tmp_path, validate=False, params={**small, "train_seeds": [1]}, progress=said.append)
+    two_seeds = train_refiner(tmp_path, validate=False, params={**small, "train_seeds": [1, 2]}, progress=said.append)
+    assert sum("once per seed (1, 2)" in m for m in said) == 3  # each of the 3 atlases, twice
+    assert len(two_seeds.models) == 1 and two_seeds.params["train_seeds"] == [1, 2]
+    assert not np.array_equal(one_seed.probability(t1, fused), two_seeds.probability(t1, fused))
 
 
 def test_bad_refiner_files_and_misuse_name_the_problem(tmp_path, target):
@@ -235,6 +241,9 @@ def test_bad_refiner_files_and_misuse_name_the_problem(tmp_path, target):
     for bad_step in (0, 1.5, True):
         with pytest.raises(ParameterError, match="predict_step must be a whole number"):
             train_refiner([(t1, target[1])] * 3, params={"predict_step": bad_step})
+    for bad_seeds in ([], "12", [1.5], 3):
+        with pytest.raises(ParameterError, match="train_seeds must be"):
+            train_refiner([(t1, target[1])] * 3, params={"train_seeds": bad_seeds})
     for bad_stages in (0, "two", 1.5):
         with pytest.raises(ParameterError, match="stages must be 'auto' or a whole number"):
             train_refiner([(t1, target[1])] * 3, params={"stages": bad_stages})
