@@ -221,25 +221,19 @@ def main(argv=None) -> int:
     ap.add_argument("--stir-atlas", action="store_true",
                     help="with --atlas: also the atlas path on the STIR alone (the scan's own T1 left out)")
     args = ap.parse_args(argv)
-    if args.set:
-        from bmeviz.region_atlas import ATLAS_PARAMS
+    from bmeviz.region_atlas import ATLAS_PARAMS
+    from bmeviz.region_refine import REFINE_PARAMS
 
-        for item in args.set:
+    if any(item.partition("=")[0] == "n_best" for item in args.set):
+        ap.error("--set n_best: use --atlas-best N")
+    for flag, items, params, what in (("--set", args.set, ATLAS_PARAMS, "atlas"),
+                                      ("--refine-set", args.refine_set, REFINE_PARAMS, "refiner")):
+        for item in items:  # KEY=JSON into the module's parameters (a list becomes a tuple)
             key, _, value = item.partition("=")
-            if key == "n_best":
-                ap.error("--set n_best: use --atlas-best N")
-            if key not in ATLAS_PARAMS:
-                ap.error(f"--set {item}: unknown atlas parameter {key!r}; known: {', '.join(ATLAS_PARAMS)}")
+            if key not in params:
+                ap.error(f"{flag} {item}: unknown {what} parameter {key!r}; known: {', '.join(params)}")
             val = json.loads(value)
-            ATLAS_PARAMS[key] = tuple(val) if isinstance(val, list) else val
-    if args.refine_set:
-        from bmeviz.region_refine import REFINE_PARAMS
-
-        for item in args.refine_set:
-            key, _, value = item.partition("=")
-            if key not in REFINE_PARAMS:
-                ap.error(f"--refine-set {item}: unknown refiner parameter {key!r}; known: {', '.join(REFINE_PARAMS)}")
-            REFINE_PARAMS[key] = json.loads(value)
+            params[key] = tuple(val) if isinstance(val, list) else val
     if not DEV.is_dir():
         print(f"skip: SIJ data not found at {DEV} (it lives beside the project, never in the repository)")
         return 0

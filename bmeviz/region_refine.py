@@ -78,21 +78,23 @@ REFINE_PARAMS: dict[str, Any] = {
 AUTO_TWO_STAGES = 6
 
 
+def _whole(value, name: str, alternative: str = "") -> int:
+    """``value`` if it is a whole number from 1, else a ParameterError naming the parameter ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParameterError(f"{name} must be {alternative}a whole number from 1; got {value!r}")
+    return value
+
+
 def _step(p: dict) -> int:
-    """``predict_step`` checked: a whole number from 1."""
-    v = p.get("predict_step", 1)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ParameterError(f"predict_step must be a whole number from 1; got {v!r}")
-    return v
+    """``predict_step`` checked (absent: 1, every voxel)."""
+    return _whole(p.get("predict_step", 1), "predict_step")
 
 
 def _stages(value, n_atlases: int) -> int:
     """The number of stages for ``value`` (a whole number >= 1, or 'auto') and a folder of ``n_atlases``."""
     if value == "auto":
         return 2 if n_atlases >= AUTO_TWO_STAGES else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ParameterError(f"stages must be 'auto' or a whole number from 1; got {value!r}")
-    return value
+    return _whole(value, "stages", "'auto' or ")
 
 
 def _grid(shape, step: int) -> np.ndarray:
