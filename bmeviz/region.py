@@ -423,7 +423,7 @@ def _cli_region(args) -> int:
     info = res.info
     how = info["contrast"] if not args.atlas else f"atlases {', '.join(info['atlases'])}"
     if info.get("refiner"):
-        how += ", refined"
+        how += f", refined ({'U-Net' if info['refiner'].get('model') == 'unet' else 'boosting'})"
     print(f"region: {info['voxels']} voxels, {info['volume_ml']:.1f} mL from {len(info['seeds'])} seed(s) "
           f"({how}), {info['seconds']:.2f} s")
     print(f"wrote: {out}  (use it with: bmeviz segment FLUID_IMAGE --region {out} ...)")

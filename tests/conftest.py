@@ -22,7 +22,8 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked slow first (the real-data refiner file, about 10 min, and the batch kill test),
+    """Tests marked slow first (the real-data refiner files, U-Net and boosting, about 4-5 min each, and
+    the batch kill test),
     so that with ``-n 2 --dist loadfile --no-loadscope-reorder`` (each file on one worker: a module
     fixture is built once) they start at once beside the rest instead of ending the run.
     No X display or no loadable Qt (and not CI): skip the napari tests with the reason,

@@ -1,4 +1,5 @@
-"""The region refiner (bmeviz.region_refine): trained by ``bmeviz region-refiner`` on the 6 real
+"""The region refiner's boosting model (bmeviz.region_refine, ``--model boosting``; the U-Net, the
+default, is tested in test_region_unet): trained by ``bmeviz region-refiner`` on the 6 real
 SIJ atlases other than the test scan (two stages, the default from 6 atlases), then used on 1013
 (outlined from 4 other atlases): it must beat the atlas region it refines and its own first
 stage, move little with a second user's clicks, and read back from its file unchanged. Bad
@@ -62,11 +63,12 @@ def _manifest(path: Path, ids) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """``bmeviz region-refiner`` on 6 atlases (its check, which doubles the time, is tested on phantoms)."""
+    """``bmeviz region-refiner --model boosting`` on 6 atlases (its check, which doubles the time, is
+    tested on phantoms)."""
     d = tmp_path_factory.mktemp("refiner")
     out = d / "refiner.joblib"
     code = main(["region-refiner", "--atlas", str(_manifest(d / "train.csv", TRAIN)), "--out", str(out),
-                 "--no-validate"])
+                 "--model", "boosting", "--no-validate"])
     assert code == 0
     return out
 
@@ -93,7 +95,7 @@ def outlined(trained, target, tmp_path_factory):
 
 def test_the_refiner_file_records_its_training(trained):
     ref = load_refiner(trained)
-    assert ref.atlases == list(TRAIN)
+    assert ref.atlases == list(TRAIN) and ref.model == "boosting"
     assert len(ref.models) == ref.params["stages"] == 2 and ref.describe()["stages"] == 2  # 'auto' from 6 atlases
     assert ref.validation is None  # --no-validate
     assert ref.versions["scikit-learn"]
@@ -128,11 +130,12 @@ def test_a_one_stage_file_of_round_4_still_reads(trained, target, tmp_path):
 
     ref = load_refiner(trained)
     old = tmp_path / "round4.joblib"
-    round4 = {k: v for k, v in ref.params.items() if k not in ("stages", "predict_step")}
+    round4 = {k: v for k, v in ref.params.items()
+              if k not in ("stages", "predict_step", "model") and not k.startswith("unet_")}
     joblib.dump({"format": 1, "model": ref.models[0], "params": round4,
                  "atlases": ref.atlases, "validation": None, "versions": ref.versions}, old)
     back = load_refiner(old)
-    assert len(back.models) == 1 and back.describe()["stages"] == 1
+    assert len(back.models) == 1 and back.describe()["stages"] == 1 and back.model == "boosting"
     assert back.params["predict_step"] == 1  # it predicts every voxel, as it was made to
     t1, manual, _ = target
     fused = manual.astype(np.float32) * 0.9
@@ -202,7 +205,7 @@ def test_stages_and_the_check_on_phantoms(tmp_path):
 
     t1, marrow = make_t1()
     moved_phantom_atlases(tmp_path, t1, marrow)
-    small = {"samples": 4000, "iterations": 30}
+    small = {"model": "boosting", "samples": 4000, "iterations": 30}
     one = train_refiner(tmp_path, validate=False, params=small)
     assert len(one.models) == 1 and one.params["stages"] == 1 and one.validation is None
     two = train_refiner(tmp_path, params={**small, "stages": 2})

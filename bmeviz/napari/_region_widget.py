@@ -229,7 +229,7 @@ class RegionWidget(QWidget):
         self.last_info = info
         how = f"atlases {', '.join(info['atlases'])}" if info.get("method") == "atlas" else info["contrast"]
         if info.get("refiner"):
-            how += ", refined"
+            how += f", refined ({'U-Net' if info['refiner'].get('model') == 'unet' else 'boosting'})"
         text = (f"region: {info['volume_ml']:.1f} mL from {len(info['seeds'])} click(s) ({how}, "
                 f"{info['seconds']:.1f} s). Edit it with the brush; the BME widget uses it as its region.")
         if info.get("warning"):

@@ -101,7 +101,8 @@ def test_region_widget_with_an_atlas_folder_and_a_refiner(make_napari_viewer_pro
                                                           tmp_path):
     """A refiner file beside the atlas folder: the widget's region equals the core's with the
     same refiner, and the status line says it was refined. (The refiner is trained here on 3
-    moved copies of the phantom; its Dice on real scans is tested in test_region_refine.)"""
+    moved copies of the phantom, a U-Net of a few steps; its Dice on real scans is tested in
+    test_region_unet.)"""
     import pytest
 
     pytest.importorskip("SimpleITK")
@@ -111,7 +112,7 @@ def test_region_widget_with_an_atlas_folder_and_a_refiner(make_napari_viewer_pro
     viewer, widget, t1, stir, marrow = _viewer_with_scans(make_napari_viewer_proxy)
     atlases = tmp_path / "atlases"
     moved_phantom_atlases(atlases, t1, marrow)
-    refiner = train_refiner(atlases, validate=False, params={"samples": 5000, "iterations": 30})
+    refiner = train_refiner(atlases, validate=False, params={"unet_iterations": 20, "unet_crop_mm": 32.0})
     refiner.save(tmp_path / "refiner.joblib")
     widget.atlas_edit.setText(str(atlases))
     widget.refine_edit.setText(str(tmp_path / "refiner.joblib"))
