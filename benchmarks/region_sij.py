@@ -9,6 +9,7 @@ and the end-to-end effect on ``bmeviz.segment``.
     python benchmarks/region_sij.py --atlas auto --refine --write-regions DIR  # + the refiner (~30 min)
     python benchmarks/region_sij.py --atlas auto --no-segment --set threshold=0.5   # another atlas parameter
     python benchmarks/region_sij.py --atlas auto --refine --no-segment --refine-set 'train_seeds=[1,2]'  # refiner
+    python benchmarks/region_sij.py --atlas auto --refine --no-segment --refine-set 'model="boosting"'  # its boosting
 
 ``--atlas auto`` uses the 7 scans of ../shared as the atlas folder (symlinks in a temporary
 folder, ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz``): each scan is outlined from the
@@ -135,19 +136,21 @@ def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_be
         row["refiner_train_seconds"] = time.perf_counter() - t
         plain = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best)
         row["atlas_plain_dice"], row["atlas_plain_seconds"] = dice(plain.mask.array, manual), plain.info["seconds"]
-        if len(ref.models) > 1:  # its first stage alone, as the one-stage refiner of round 4 (the same fit)
+        row["refiner_model"] = ref.model
+        if ref.model == "boosting" and len(ref.models) > 1:  # its first stage alone, as the refiner of round 4
             from bmeviz.region_refine import Refiner
 
             one = Refiner(ref.models[:1], {**ref.params, "stages": 1}, ref.atlases)
             r1 = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
                                    refine=one)
             row["refined_1stage_dice"] = dice(r1.mask.array, manual)
-        # the same refiner predicting every voxel (predict_step 1, as in round 5) against its default step
-        full = Refiner(ref.models, {**ref.params, "predict_step": 1}, ref.atlases)
-        rf = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
-                               refine=full)
-        row["refined_step1_dice"], row["refine_step1_seconds"] = dice(rf.mask.array, manual), rf.info["refine_seconds"]
-        row["_step1"] = rf.mask.array
+        if ref.model == "boosting":  # the same refiner predicting every voxel (predict_step 1, as in round 5)
+            full = Refiner(ref.models, {**ref.params, "predict_step": 1}, ref.atlases)
+            rf = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
+                                   refine=full)
+            row["refined_step1_dice"] = dice(rf.mask.array, manual)
+            row["refine_step1_seconds"] = rf.info["refine_seconds"]
+            row["_step1"] = rf.mask.array
     if atlas is not None:
         ra = region_from_seeds(t1, seeds=seeds, contrast="t1", on=stir, atlas=atlas, atlas_best=atlas_best,
                                refine=ref)
@@ -214,7 +217,8 @@ def main(argv=None) -> int:
                          "seeds=[1,2] (the value is JSON)")
     ap.add_argument("--refine", action="store_true",
                     help="with --atlas: also the refiner, trained for each scan on the other scans (honest "
-                         "leave-one-out; about 2 minutes of training per scan)")
+                         "leave-one-out; about 3 minutes of training per scan); --refine-set model=\"boosting\" "
+                         "for the boosting model")
     ap.add_argument("--refine-set", action="append", default=[], metavar="KEY=VALUE",
                     help="with --refine: override a refiner parameter (bmeviz.region_refine.REFINE_PARAMS), e.g. "
                          "train_seeds=[1,2] (the value is JSON)")
@@ -268,7 +272,9 @@ def main(argv=None) -> int:
                      f"{row['atlas_click_agreement']:12.3f} {row['atlas_ml']:7.1f} {row['atlas_agreement'] or float('nan'):10.2f}  "
                      f"{','.join(row['atlas_used'])}{'  WARNING' if row['atlas_warning'] else ''}")
             if "atlas_plain_dice" in row:
-                line += f" | without the refiner {row['atlas_plain_dice']:.3f} ({row['atlas_plain_seconds']:.1f} s)"
+                line += (f" | {row['refiner_model']} refiner: trained in {row['refiner_train_seconds']:.0f} s, "
+                         f"refine step {row['refine_seconds']:.1f} s; without it {row['atlas_plain_dice']:.3f} "
+                         f"({row['atlas_plain_seconds']:.1f} s)")
             if "refined_1stage_dice" in row:
                 line += f" | one stage {row['refined_1stage_dice']:.3f}"
             if "refined_step1_dice" in row:
@@ -316,7 +322,8 @@ def main(argv=None) -> int:
     for r in rows:
         r.pop("_mask", None)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / (("region_sij_refine.json" if args.refine else "region_sij_atlas.json") if atlas is not None
+    out = RESULTS / ((f"region_sij_refine_{REFINE_PARAMS['model']}.json" if args.refine else "region_sij_atlas.json")
+                     if atlas is not None
                      else "region_sij.json")
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, indent=1, default=float))
     print(f"wrote {out}" + (f" and the regions to {write}" if write else ""))
