@@ -80,13 +80,20 @@ def target():
                                                                             f"{TARGET}_STIR.nii.gz"))
 
 
+def outline_target(trained, target, folder: Path) -> tuple:
+    """1013 outlined from the ATLASES folder, without and with the refiner file ``trained``:
+    (the folder's manifest, the clicks, the plain result, the refined result)."""
+    t1, manual, stir = target
+    atlas = _manifest(folder / "atlas.csv", ATLASES)
+    seeds = _clicks(t1, manual)
+    plain = region_from_seeds(t1, seeds=seeds, on=stir, atlas=atlas)
+    return atlas, seeds, plain, region_from_seeds(t1, seeds=seeds, on=stir, atlas=atlas, refine=trained)
+
+
 @pytest.fixture(scope="module")
 def outlined(trained, target, tmp_path_factory):
     t1, manual, stir = target
-    atlas = _manifest(tmp_path_factory.mktemp("atlas") / "atlas.csv", ATLASES)
-    seeds = _clicks(t1, manual)
-    plain = region_from_seeds(t1, seeds=seeds, on=stir, atlas=atlas)
-    refined = region_from_seeds(t1, seeds=seeds, on=stir, atlas=atlas, refine=trained)
+    atlas, seeds, plain, refined = outline_target(trained, target, tmp_path_factory.mktemp("atlas"))
     ref = load_refiner(trained)
     first = region_from_seeds(t1, seeds=seeds, on=stir, atlas=atlas,
                               refine=Refiner(ref.models[:1], {**ref.params, "stages": 1}, ref.atlases))
@@ -196,6 +203,21 @@ def test_cli_region_with_the_refiner(trained, target, tmp_path, capsys):
     assert _dice(m.array > 0, manual) >= 0.70
 
 
+def check_and_round_trip(ref: Refiner, folder: Path, t1, marrow) -> tuple:
+    """On the phantoms p0-p2: the check left each out (mean Dice >= 0.9), and the file ``ref``
+    saves reads back and gives the same region. Returns (the read refiner, the fused map used,
+    its region)."""
+    v = ref.validation
+    assert [r["atlas"] for r in v["per_atlas"]] == ["p0", "p1", "p2"]
+    assert v["refined_dice_mean"] >= 0.9, v
+    ref.save(folder / "refiner.joblib")
+    back = load_refiner(folder / "refiner.joblib")
+    fused = marrow.astype(np.float32)
+    region = back.apply(t1, fused)
+    assert np.array_equal(region, ref.apply(t1, fused))
+    return back, fused, region
+
+
 def test_stages_and_the_check_on_phantoms(tmp_path):
     """'auto' gives one stage from 3 atlases; two stages on request, with the check that
     applies each left-out atlas's stages to it."""
@@ -210,13 +232,7 @@ def test_stages_and_the_check_on_phantoms(tmp_path):
     assert len(one.models) == 1 and one.params["stages"] == 1 and one.validation is None
     two = train_refiner(tmp_path, params={**small, "stages": 2})
     assert len(two.models) == 2 and two.params["stages"] == 2
-    v = two.validation
-    assert [r["atlas"] for r in v["per_atlas"]] == ["p0", "p1", "p2"]
-    assert v["refined_dice_mean"] >= 0.9, v
-    two.save(tmp_path / "two.joblib")
-    back = load_refiner(tmp_path / "two.joblib")
-    fused = marrow.astype(np.float32)
-    assert np.array_equal(back.apply(t1, fused), two.apply(t1, fused))
+    _, fused, _ = check_and_round_trip(two, tmp_path, t1, marrow)
     said = []
     one_seed = train_refiner(tmp_path, validate=False, params={**small, "train_seeds": [1]}, progress=said.append)
     two_seeds = train_refiner(tmp_path, validate=False, params={**small, "train_seeds": [1, 2]}, progress=said.append)

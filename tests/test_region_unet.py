@@ -15,20 +15,20 @@ import sys
 import numpy as np
 import pytest
 
-import bmeviz
 from bmeviz.cli import main
 from bmeviz.errors import ParameterError
 from bmeviz.region import region_from_seeds
 from bmeviz.region_refine import load_refiner, train_refiner
 
-from test_region_refine import ATLASES, TARGET, TRAIN, _clicks, _dice, _manifest, _paths
-from helpers import shared
+import test_region_refine as boosting_tests
+from test_region_refine import TARGET, TRAIN, _clicks, _dice, _manifest, check_and_round_trip, outline_target
 
 pytest.importorskip("SimpleITK")
 pytest.importorskip("sklearn")
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow  # collected first (tests/conftest.py), on its own worker beside the boosting module
 
+target = boosting_tests.target  # the same fixture: 1013's T1, manual region and STIR
 SMALL = {"unet_iterations": 20, "unet_crop_mm": 32.0}  # phantoms: the mechanics, not the accuracy
 
 
@@ -43,19 +43,8 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def target():
-    img, reg = _paths(TARGET)
-    return bmeviz.load(img), bmeviz.load(reg).array > 0, bmeviz.load(shared("sij-stir-dev", "images",
-                                                                            f"{TARGET}_STIR.nii.gz"))
-
-
-@pytest.fixture(scope="module")
 def outlined(trained, target, tmp_path_factory):
-    t1, manual, stir = target
-    atlas = _manifest(tmp_path_factory.mktemp("atlas") / "atlas.csv", ATLASES)
-    seeds = _clicks(t1, manual)
-    plain = region_from_seeds(t1, seeds=seeds, on=stir, atlas=atlas)
-    refined = region_from_seeds(t1, seeds=seeds, on=stir, atlas=atlas, refine=trained)
+    atlas, _, plain, refined = outline_target(trained, target, tmp_path_factory.mktemp("atlas"))
     return atlas, plain, refined
 
 
@@ -106,14 +95,7 @@ def test_unet_on_phantoms_is_repeatable_and_reads_back(tmp_path):
     assert a.models[0]["state"].keys() == b.models[0]["state"].keys()
     assert all(np.array_equal(a.models[0]["state"][k], b.models[0]["state"][k]) for k in a.models[0]["state"])
     assert sum("for the check" in m for m in said) == 3 and any("iteration 20/20" in m for m in said)
-    v = a.validation
-    assert [r["atlas"] for r in v["per_atlas"]] == ["p0", "p1", "p2"]
-    assert v["refined_dice_mean"] >= 0.9, v
-    a.save(tmp_path / "u.joblib")
-    back = load_refiner(tmp_path / "u.joblib")
-    fused = marrow.astype(np.float32)
-    region = back.apply(t1, fused)
-    assert np.array_equal(region, a.apply(t1, fused))
+    back, fused, region = check_and_round_trip(a, tmp_path, t1, marrow)
     assert _dice(region, marrow) >= 0.9
     assert not (back.probability(t1, fused) < 0.5)[fused >= 0.8].all()  # a probability, not the core forced in
 
