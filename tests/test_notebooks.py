@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-CELL_TIMEOUT = 300  # seconds per cell: most notebooks take under 20 s; 05 registers atlases and trains a refiner
+CELL_TIMEOUT = 600  # seconds per cell: most notebooks take under 20 s; 05 registers atlases and trains a U-Net
 # (its longest cells about a minute alone, twice that beside another CPU-bound test under -n 2)
 
 nbformat = pytest.importorskip("nbformat")
