@@ -240,11 +240,10 @@ class Refiner:
         from scipy import ndimage as ndi
 
         if self.params.get("model") == "unet":
-            from .region_unet import unet_probability
+            from .region_unet import net_input, unet_probability
 
-            sd = _signed(fused, volume.spacing, self.params)
-            prob = unet_probability(self.models[0], _normalised(volume.array, fused), fused, sd, volume.spacing,
-                                    self.params)
+            X, sd = net_input(volume.array, volume.spacing, fused, self.params)
+            prob = unet_probability(self.models[0], X, volume.shape, volume.spacing, self.params)
             return np.where(np.abs(sd) <= float(self.params["band_mm"]), prob, (sd > 0).astype(np.float32))
         X, pts, sd = _features(volume.array, volume.spacing, fused, self.params, _step(self.params))
         prob = _predict(self.models, X, pts, sd, volume.spacing, self.params)
@@ -384,7 +383,7 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
         raise ParameterError(f"model must be 'unet' or 'boosting'; got {p['model']!r}")
     unet = p["model"] == "unet"
     if unet:
-        from .region_unet import _down, channels, factor, require_torch, train_unet
+        from .region_unet import _down, factor, net_input, require_torch, train_unet
 
         torch_version = require_torch().__version__
         for k in ("unet_width", "unet_depth", "unet_iterations", "unet_batch", "unet_threads"):
@@ -416,8 +415,9 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
             owner.append(i)
             kept.append(fused)
             if unet:  # the net's channels, drawn region and band, on its grid
-                f, sd = factor(a.image.spacing, p), _signed(fused, a.image.spacing, p)
-                Xs.append(_down(channels(_normalised(a.image.array, fused), fused, sd), f))
+                X, sd = net_input(a.image.array, a.image.spacing, fused, p)
+                f = factor(a.image.spacing, p)
+                Xs.append(X)
                 ys.append(_down(a.region, f))
                 picks.append(_down(np.abs(sd) <= float(p["band_mm"]), f) > 0)
                 continue

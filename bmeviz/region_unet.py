@@ -71,6 +71,15 @@ def channels(x: np.ndarray, fused: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return c.astype(np.float32)
 
 
+def net_input(image: np.ndarray, spacing, fused: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The net's channels on its grid (:func:`channels` of the normalised T1, block means) and the
+    signed distance (mm) to the atlas region on the scan's grid: the same for training and use."""
+    from .region_refine import _normalised, _signed
+
+    sd = _signed(fused, spacing, p)
+    return _down(channels(_normalised(image, fused), fused, sd), factor(spacing, p)), sd
+
+
 def _network(torch, width: int, depth: int):
     """A U-Net: ``depth`` 2x2 poolings, ``width`` features at full size, doubled at each level;
     two 3x3 convolutions with batch norm and ReLU per level; bilinear upsampling."""
@@ -174,12 +183,11 @@ def train_unet(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], spacing
     return {"kind": "unet", "width": width, "depth": depth, "state": state}
 
 
-def unet_probability(model: dict, x: np.ndarray, fused: np.ndarray, sd: np.ndarray, spacing, p: dict) -> np.ndarray:
-    """The net's probability on the scan's grid (float32): ``x`` the normalised T1, ``fused``
-    the atlas probability, ``sd`` the signed distance (mm) to the atlas region."""
+def unet_probability(model: dict, X: np.ndarray, shape, spacing, p: dict) -> np.ndarray:
+    """The net's probability (float32) on the scan's grid of ``shape``, from its input ``X``
+    (:func:`net_input`)."""
     torch = require_torch()
     f = factor(spacing, p)
-    X = _down(channels(x, fused, sd), f)
     with _threads(torch, int(p["unet_threads"])), torch.no_grad():
         net = _network(torch, int(model["width"]), int(model["depth"]))
         net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in model["state"].items()})
@@ -193,5 +201,5 @@ def unet_probability(model: dict, x: np.ndarray, fused: np.ndarray, sd: np.ndarr
             if f > 1:
                 prob = torch.nn.functional.interpolate(prob[:, None], scale_factor=f, mode="bilinear",
                                                        align_corners=False)[:, 0]
-            out.append(prob.numpy()[:, : x.shape[1], : x.shape[2]])
+            out.append(prob.numpy()[:, : shape[1], : shape[2]])
     return np.concatenate(out).astype(np.float32)
