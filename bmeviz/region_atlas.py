@@ -77,6 +77,7 @@ ATLAS_PARAMS: dict[str, Any] = {
     # each atlas is registered once per seed and the best by the ranking is kept ((1, 2): +0.01 mean Dice at
     # 1.5x the time, less than the spread between single seeds).
     "rank_mm": 5.0,  # the warped region widened by this much is where the ranking correlation is computed
+    "demons": True,  # the deformable stage (off: the selected atlases keep their affine registration)
     "demons_shrink": (4, 4, 1),  # demons on the image shrunk by (column, row, slice)
     "demons_iterations": 50,
     "demons_sd": 1.5,  # Gaussian smoothing of the displacement field (voxels of the shrunk grid)
@@ -460,7 +461,7 @@ def atlas_probability(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: in
     def deform(r: dict) -> np.ndarray:
         td = time.perf_counter()
         # demons matches intensities: T1 atlases on a STIR scan keep their affine registration
-        tx = r["affine"] if contrast == "stir" else _demons(sitk, F, r["M"], r["affine"], p)
+        tx = r["affine"] if contrast == "stir" or not p["demons"] else _demons(sitk, F, r["M"], r["affine"], p)
         prob = _warp(sitk, r["R"], F, tx)
         r["seconds"] += time.perf_counter() - td
         return prob
@@ -525,6 +526,8 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
             raise ParameterError("refine: the refiner learned T1 intensities; on a STIR scan use the atlas region "
                                  "without it (or outline on the T1 of the session)")
         refiner = as_refiner(refine)
+        # the atlas path its training outlines were made with (a U-Net: no demons), unless overridden here
+        params = {**refiner.atlas_params, **(params or {})}
     p = _atlas_params(params, n_best)
     t0 = time.perf_counter()
     fused, info = atlas_probability(volume, idx, atlas, n_best=n_best, params=params, contrast=contrast)

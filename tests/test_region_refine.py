@@ -106,6 +106,7 @@ def test_the_refiner_file_records_its_training(trained):
     assert len(ref.models) == ref.params["stages"] == 2 and ref.describe()["stages"] == 2  # 'auto' from 6 atlases
     assert ref.validation is None  # --no-validate
     assert ref.versions["scikit-learn"]
+    assert ref.atlas_params == {}  # boosting learned from the atlas path as it is by default (with demons)
     assert load_refiner(trained) is ref  # read once per file version
 
 

@@ -53,6 +53,7 @@ def test_the_default_refiner_is_the_unet(trained):
     assert ref.model == "unet" and ref.describe()["model"] == "unet" and len(ref.models) == 1
     assert ref.atlases == list(TRAIN) and ref.validation is None
     assert ref.versions["torch"]
+    assert ref.atlas_params == {"demons": False}  # its training outlines: the affine atlas path, no demons
     assert all(isinstance(v, np.ndarray) for v in ref.models[0]["state"].values())  # readable without torch
 
 
@@ -64,6 +65,8 @@ def test_unet_region_beats_the_atlas_region_on_an_unseen_scan(target, outlined):
     _, plain, refined = outlined
     assert refined.mask.shape == stir.shape and np.allclose(refined.mask.affine, stir.affine)
     assert refined.info["refiner"]["model"] == "unet"
+    # outlined as its training atlases were, without the demons; the atlas path alone keeps them
+    assert refined.info["atlas_params"]["demons"] is False and plain.info["atlas_params"]["demons"] is True
     d_plain, d_refined = _dice(plain.mask.array, manual), _dice(refined.mask.array, manual)
     assert d_refined >= 0.87
     assert d_refined >= d_plain + 0.15
@@ -96,7 +99,12 @@ def test_unet_on_phantoms_is_repeatable_and_reads_back(tmp_path):
     assert all(np.array_equal(a.models[0]["state"][k], b.models[0]["state"][k]) for k in a.models[0]["state"])
     assert sum("for the check" in m for m in said) == 3 and any("iteration 20/20" in m for m in said)
     back, fused, region = check_and_round_trip(a, tmp_path, t1, marrow)
+    assert back.atlas_params == {"demons": False}
     assert _dice(region, marrow) >= 0.9
+    seeds = [(8, 55, 70)]  # in the phantom's marrow: the file's atlas parameters are used, the caller's win
+    used = region_from_seeds(t1, seeds=seeds, atlas=tmp_path, refine=back).info["atlas_params"]
+    told = region_from_seeds(t1, seeds=seeds, atlas=tmp_path, refine=back, params={"demons": True}).info
+    assert used["demons"] is False and told["atlas_params"]["demons"] is True
     assert not (back.probability(t1, fused) < 0.5)[fused >= 0.8].all()  # a probability, not the core forced in
 
 
