@@ -122,14 +122,14 @@ def test_sigkill_at_random_moments_then_rerun_completes(cohort, tmp_path):
         proc = _start(manifest, out, force=rng.random() < 0.5)
         if when == "random":
             time.sleep(rng.uniform(0.15, 0.85) * clean_run_s)
-            hit = proc.poll() is None
         elif when == "study":
-            hit = _wait_for(out, ".S*.tmp-*", proc)
+            _wait_for(out, ".S*.tmp-*", proc)
             time.sleep(rng.uniform(0.0, 0.3))
         elif when == "commit":
-            hit = _wait_for(out, ".S*.old-*", proc) or _wait_for(out, ".S*.tmp-*", proc)
+            if not _wait_for(out, ".S*.old-*", proc):
+                _wait_for(out, ".S*.tmp-*", proc)
         else:
-            hit = _wait_for(out, ".cohort.*", proc)
+            _wait_for(out, ".cohort.*", proc)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills["hit"] += 1

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["followup_layers", "show_followup", "FollowupWidget"]
+__all__ = ["followup_layers", "show_followup", "FollowupWidget"]  # noqa: F822 - FollowupWidget: module __getattr__ (Qt on demand)
 
 _TABLE_COLUMNS = ("track", "status", "baseline_id", "followup_id", "baseline_ml", "followup_ml", "change_ml",
                   "change_pct")
