@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 # The README's run has two test workers on two cores. OpenMP threads (PyTorch's U-Net, scikit-learn's
 # boosting) that spin while they wait then take the core the other worker needs: the U-Net phantom test
 # took 9.5 s alone, 52 s beside a U-Net training and 19 s with passive waiting (171 s in the CI run of
 # 021b88c). Set before anything loads the OpenMP runtime; notebook kernels and CLI subprocesses inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-from pathlib import Path
 
 import numpy as np
 import pytest
