@@ -6,7 +6,7 @@ and the end-to-end effect on ``bmeviz.segment``.
     python benchmarks/region_sij.py --write-regions DIR # also write <id>_assisted_region.nii.gz
     python benchmarks/region_sij.py --atlas auto --no-segment   # + the atlas path, leave-one-out
     python benchmarks/region_sij.py --atlas auto --no-segment --stir-atlas   # + atlases on the STIR alone
-    python benchmarks/region_sij.py --atlas auto --refine --write-regions DIR  # + the refiner (~30 min)
+    python benchmarks/region_sij.py --atlas auto --refine --write-regions DIR  # + the refiner (~16 min with --no-segment)
     python benchmarks/region_sij.py --atlas auto --no-segment --set threshold=0.5   # another atlas parameter
     python benchmarks/region_sij.py --atlas auto --refine --no-segment --refine-set 'train_seeds=[1,2]'  # refiner
     python benchmarks/region_sij.py --atlas auto --refine --no-segment --refine-set 'model="boosting"'  # its boosting
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
                          "seeds=[1,2] (the value is JSON)")
     ap.add_argument("--refine", action="store_true",
                     help="with --atlas: also the refiner, trained for each scan on the other scans (honest "
-                         "leave-one-out; about 3 minutes of training per scan); --refine-set model=\"boosting\" "
+                         "leave-one-out; about 1.5 minutes of training per scan); --refine-set model=\"boosting\" "
                          "for the boosting model")
     ap.add_argument("--refine-set", action="append", default=[], metavar="KEY=VALUE",
                     help="with --refine: override a refiner parameter (bmeviz.region_refine.REFINE_PARAMS), e.g. "
