@@ -293,7 +293,7 @@ def region_from_seeds(volume: Volume, *, seeds: Any = None, seeds_mm: Any = None
         ``image,region`` columns, or pairs); see :mod:`bmeviz.region_atlas`. The scan
         itself is never its own atlas. Needs SimpleITK; about 20 s for 6 atlases.
     atlas_best : int, optional
-        How many atlases (the best after the affine ranking) are fused; default 3.
+        How many atlases (the best after the affine ranking) are fused; default 4.
     refine : Refiner or path, optional
         With ``atlas`` on a T1 scan: redraw the atlas region's border with a classifier
         trained on the atlas folder (:func:`bmeviz.region_refine.train_refiner`, or
@@ -390,7 +390,7 @@ def add_cli(subparsers, command) -> None:
                    help="outline by registering drawn regions of other patients: a folder of <id>_T1W.nii.gz + "
                         "<id>_disease_region.nii.gz, or a CSV with image,region columns (needs SimpleITK)")
     p.add_argument("--atlas-best", type=int, default=None, metavar="N",
-                   help="with --atlas: fuse the N best-matching atlases (default 3)")
+                   help="with --atlas: fuse the N best-matching atlases (default 4)")
     p.add_argument("--refine", metavar="REFINER.joblib",
                    help="with --atlas on a T1: redraw the atlas region's border with a refiner trained on the atlas "
                         "folder (bmeviz region-refiner; needs scikit-learn)")

@@ -8,7 +8,7 @@ models (``model``):
 - ``'unet'`` (the default; :mod:`bmeviz.region_unet`, needs PyTorch): a small 2D U-Net over
   the T1 (the slice and its neighbours), the atlas probability and the signed distance to the
   atlas region. Measured on the 7 SIJ scans, leave-one-out with the refiner trained without the
-  scan (``docs/region.md``): mean Dice 0.875 against 0.70 for the atlas region it starts from
+  scan (``docs/region.md``): mean Dice 0.883 against 0.70 for the atlas region it starts from
   (0.889 before the registration pyramid was built once, at 11 s per outline instead of 3 s).
   Training takes about 80 s after the outlines; applying it about 1 s.
 - ``'boosting'`` (scikit-learn only): a gradient-boosted voxel classifier
@@ -73,7 +73,7 @@ REFINE_PARAMS: dict[str, Any] = {
     # region Dice of 0.804 against 0.805; at 0.5: seeded 0.43 but region-only 0.29 (docs/region.md). 1: off.
     # auto: 0.8 for the boosting model, off for the U-Net (with it, 0.8 lost 0.006 region Dice and nothing end to end)
     "model": "unet",  # unet: a small 2D U-Net (bmeviz.region_unet, needs PyTorch): 7 SIJ scans leave-one-out, mean
-    # Dice 0.875-0.89 against 0.82 for boosting: gradient-boosted voxels over handcrafted features, with stages
+    # Dice 0.883-0.89 against 0.82 for boosting: gradient-boosted voxels over handcrafted features, with stages
     "unet_pixel_mm": 1.2,  # the U-Net sees the scan at about this in-plane pixel size (SIJ 0.6 mm: 2x2 means)
     "unet_width": 16,  # features at full size (doubled per level)
     "unet_depth": 3,  # poolings

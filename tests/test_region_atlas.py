@@ -26,7 +26,7 @@ from helpers import shared
 pytest.importorskip("SimpleITK")
 
 TARGET = "1013"
-ATLASES = ("1007", "4386", "2014", "1234")  # 4 others; the 3 best after the affine ranking are fused
+ATLASES = ("1007", "4386", "2014", "1234", "1001")  # 5 others; the 4 best after the affine ranking are fused
 
 
 def _dice(a, b) -> float:
@@ -34,6 +34,8 @@ def _dice(a, b) -> float:
 
 
 def _paths(sid: str) -> tuple[Path, Path]:
+    if sid in ("1001", "2016"):  # the T1 scans without a STIR, with their drawn regions
+        return shared("sij-t1-extra", f"{sid}_T1W.nii.gz"), shared("sij-t1-extra", f"{sid}_disease_region.nii.gz")
     return (shared("sij-stir-dev", "images", f"{sid}_T1W.nii.gz"),
             shared("sij-stir-dev", "disease_region", f"{sid}_disease_region.nii.gz"))
 
@@ -83,7 +85,7 @@ def first_user(target, tmp_path_factory):
 
 
 def test_leave_one_out_beats_the_classical_outline(target, first_user):
-    """Measured: atlas Dice 0.736 on 1013 (3 of 1007, 4386, 2014, 1234), the same every run;
+    """Measured: atlas Dice 0.765 on 1013 (4 of 1007, 4386, 2014, 1234, 1001), the same every run;
     the classical outline 0.49. The floor leaves room for another SimpleITK build: 0.62, and
     0.05 above the classical outline (0.90, the issue's target, is not reached)."""
     _, manual, stir = target
@@ -92,7 +94,7 @@ def test_leave_one_out_beats_the_classical_outline(target, first_user):
     assert res.mask.shape == stir.shape and np.allclose(res.mask.affine, stir.affine)
     assert res.info["method"] == "atlas"
     assert sorted(res.info["excluded"]) == [TARGET, "9999"]  # same id; same voxel data under another id
-    assert len(res.info["atlases"]) == 3 and set(res.info["atlases"]) <= set(ATLASES)
+    assert len(res.info["atlases"]) == 4 and set(res.info["atlases"]) <= set(ATLASES)
     assert sum(bool(m[tuple(s)]) for s in seeds) >= 2
     d_atlas, d_classical = _dice(m, manual), _dice(classical.mask.array, manual)
     assert d_atlas >= 0.62
@@ -102,13 +104,13 @@ def test_leave_one_out_beats_the_classical_outline(target, first_user):
 
 def test_second_user_clicks_barely_move_the_atlas_region(target, first_user):
     """A second user's clicks (random points at least half as deep in each bone): measured
-    agreement 0.89 with the first user's region (Dice vs manual 0.68); floors 0.75 and 0.62
+    agreement 0.85 with the first user's region (Dice vs manual 0.68); floors 0.75 and 0.62
     (room for another SimpleITK build)."""
     t1, manual, stir = target
     _, res, _ = first_user
     pairs = [(bmeviz.load(_paths(s)[0]), bmeviz.load(_paths(s)[1])) for s in ATLASES]
     res2 = region_from_seeds(t1, seeds=_clicks(t1, manual, perturb=int(TARGET)), on=stir, atlas=pairs)
-    assert len(res2.info["atlases"]) == 3 and not res2.info["excluded"]
+    assert len(res2.info["atlases"]) == 4 and not res2.info["excluded"]
     assert _dice(res2.mask.array, res.mask.array) >= 0.75
     assert _dice(res2.mask.array, manual) >= 0.62
 
@@ -252,13 +254,13 @@ def test_atlases_that_disagree_raise_a_warning(tmp_path):
 
 def test_atlas_region_from_the_stir_alone(target, tmp_path):
     """No T1: the T1 atlases registered to the STIR scan itself (mutual information, no
-    demons). Leave-one-out on 1013 from the 4 other dev scans; measured 0.71 (from its T1:
-    0.74), with the disagreement warning; on the other dev scans it reaches less
+    demons). Leave-one-out on 1013 from the 5 scans of ATLASES; measured 0.73 (from its T1:
+    0.77), with the disagreement warning; on the other dev scans it reaches less
     (docs/region.md)."""
     t1, manual, stir = target
     d = _atlas_dir(tmp_path, ATLASES)
     res = region_from_seeds(stir, seeds=_clicks(t1, manual), contrast="stir", atlas=d)
-    assert res.info["method"] == "atlas" and len(res.info["atlases"]) == 3
+    assert res.info["method"] == "atlas" and len(res.info["atlases"]) == 4
     assert _dice(res.mask.array, manual) >= 0.60
 
 
