@@ -101,7 +101,7 @@ def auto_atlas_dir(tmp: Path) -> Path:
     return tmp
 
 
-def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_best: int = 3,
+def run_region(sid: str, write: Path | None, atlas: Path | None = None, atlas_best: int | None = None,
                stir_atlas: bool = False, refine: bool = False) -> dict:
     import bmeviz
     from bmeviz.region import region_from_seeds
@@ -210,7 +210,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-segment", action="store_true", help="skip the end-to-end segment() comparison")
     ap.add_argument("--write-regions", metavar="DIR", help="write <id>_assisted_region.nii.gz (STIR grid) here")
     ap.add_argument("--atlas", metavar="auto|DIR", help="also the atlas path: auto = the other scans of ../shared")
-    ap.add_argument("--atlas-best", type=int, default=3, help="atlases fused (best after the affine ranking)")
+    ap.add_argument("--atlas-best", type=int, default=None,
+                    help="atlases fused (best after the affine ranking; default: the library's, 4)")
     ap.add_argument("--ids", help="comma-separated scan ids (default all 7)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override an atlas parameter (bmeviz.region_atlas.ATLAS_PARAMS), e.g. threshold=0.5 or "
