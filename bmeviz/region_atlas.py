@@ -459,11 +459,12 @@ def atlas_probability(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: in
         raise ParameterError(f"no atlas left: the only atlas(es) {', '.join(excluded)} are this scan itself")
     F = _norm(sitk, volume)
     levels = [int(v) for v in p["shrink"]]
+    clicks = _lps(volume, idx)
     # the scan's pyramid and metric mask (within metric_mm of the clicks), once for all atlases
-    pyramid = [(Fs, _near_mask(sitk, Fs, _lps(volume, idx), float(p["metric_mm"])))
+    pyramid = [(Fs, _near_mask(sitk, Fs, clicks, float(p["metric_mm"])))
                for Fs in (_shrunk(sitk, F, s) for s in levels)]
     target = sitk.GetArrayFromImage(F)
-    pf = _lps(volume, idx).mean(0)
+    pf = clicks.mean(0)
     df = np.array(F.GetDirection()).reshape(3, 3)
     grow = max(1, int(round(p["rank_mm"] / min(volume.spacing[1:]))))
     cross = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool)

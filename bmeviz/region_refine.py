@@ -156,7 +156,7 @@ def _signed(fused: np.ndarray, spacing, p: dict) -> np.ndarray:
 
     if not prior.any() or prior.all():  # no border: no distance to it
         return np.zeros(prior.shape, np.float32)
-    return np.where(prior, to(~prior), -to(prior)).astype(np.float32)
+    return np.where(prior, to(~prior), -to(prior))
 
 
 def _core(p: dict) -> float:
@@ -343,8 +343,8 @@ def load_refiner(path: str | Path) -> Refiner:
     try:
         import joblib
     except ImportError:  # pragma: no cover - joblib comes with scikit-learn (bmeviz[region])
-        _require_sklearn()
-        raise
+        raise ParameterError("reading a refiner needs joblib, which comes with scikit-learn: "
+                             "pip install 'bmeviz[region]'") from None
     try:
         d = joblib.load(path)
     except ModuleNotFoundError as exc:  # a boosting file without scikit-learn: say how to get it
