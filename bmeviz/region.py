@@ -34,6 +34,7 @@ point to correct with the brush, not a replacement for a drawn region.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -376,7 +377,11 @@ def region_from_seeds(volume: Volume, *, seeds: Any = None, seeds_mm: Any = None
 def add_cli(subparsers, command) -> None:
     """``bmeviz region IMAGE --seed-mm=X,Y,Z ... --out REGION.nii.gz [--on FLUID_IMAGE] [--atlas DIR]``."""
     p = subparsers.add_parser("region", help="outline the bone-marrow search region from one click per bone")
-    p.add_argument("image", help="T1-weighted scan (or the fluid-sensitive scan itself): DICOM or NIfTI")
+    p.add_argument("image", nargs="?", help="T1-weighted scan (or the fluid-sensitive scan itself): DICOM or NIfTI")
+    p.add_argument("--manifest", metavar="CASES.csv",
+                   help="instead of IMAGE: one region per row of a CSV (case_id,image,seeds_mm[,seeds][,on]) into "
+                        "--out-dir, the atlases and the refiner read once (docs/region.md)")
+    p.add_argument("--out-dir", metavar="DIR", help="with --manifest: DIR/<case_id>_region.nii.gz and DIR/regions.csv")
     p.add_argument("--series", help="series key, UID, number or description of IMAGE (DICOM)")
     p.add_argument("--echo", type=float, help="echo number of a multi-echo series")
     p.add_argument("--volume", type=int, help="volume index of a 4D NIfTI")
@@ -385,7 +390,7 @@ def add_cli(subparsers, command) -> None:
                    help="RAS mm in a bone; repeatable; write --seed-mm=-12.5,40.2,3 for negatives")
     p.add_argument("--contrast", choices=CONTRASTS, default="auto", help="t1 (marrow bright), stir, or auto")
     p.add_argument("--on", metavar="FLUID_IMAGE", help="write the region on this scan's grid (default IMAGE)")
-    p.add_argument("--out", required=True, help="output mask, .nii.gz (written atomically)")
+    p.add_argument("--out", help="output mask, .nii.gz (written atomically)")
     p.add_argument("--atlas", metavar="DIR_OR_CSV",
                    help="outline by registering drawn regions of other patients: a folder of <id>_T1W.nii.gz + "
                         "<id>_disease_region.nii.gz, or a CSV with image,region columns (needs SimpleITK)")
@@ -398,11 +403,15 @@ def add_cli(subparsers, command) -> None:
 
 
 def _cli_region(args) -> int:
-    from pathlib import Path
-
     from .cli import _triple, load_from_args
     from .io import load, save_mask
 
+    if args.manifest:
+        return _cli_manifest(args)
+    if args.out_dir:
+        raise ParameterError("--out-dir goes with --manifest; for one scan give IMAGE and --out REGION.nii.gz")
+    if not args.image or not args.out:
+        raise ParameterError("give IMAGE and --out REGION.nii.gz (or --manifest CASES.csv and --out-dir DIR)")
     out = Path(args.out)
     if not str(out).endswith((".nii", ".nii.gz")):
         raise ParameterError(f"--out {out}: the region is a NIfTI mask; end the name in .nii.gz")
@@ -428,3 +437,31 @@ def _cli_region(args) -> int:
           f"({how}), {info['seconds']:.2f} s")
     print(f"wrote: {out}  (use it with: bmeviz segment FLUID_IMAGE --region {out} ...)")
     return 0
+
+
+def _cli_manifest(args) -> int:
+    import sys
+
+    from .region_cohort import regions_from_manifest
+
+    given = [f for f, v in (("IMAGE", args.image), ("--out", args.out), ("--seed", args.seed),
+                            ("--seed-mm", args.seed_mm), ("--on", args.on), ("--series", args.series),
+                            ("--echo", args.echo), ("--volume", args.volume)) if v]
+    if given:
+        raise ParameterError(f"--manifest: {', '.join(given)} belong in the manifest's rows (case_id,image,seeds_mm,"
+                             "seeds,on), not on the command line")
+    if not args.out_dir:
+        raise ParameterError("--manifest needs --out-dir DIR")
+    if args.atlas_best is not None and not args.atlas:
+        raise ParameterError("--atlas-best needs --atlas")
+    if args.refine and not args.atlas:
+        raise ParameterError("--refine needs --atlas: the refiner redraws the border of the atlas region")
+    table = regions_from_manifest(args.manifest, args.out_dir, atlas=args.atlas, atlas_best=args.atlas_best,
+                                  refine=args.refine, contrast=args.contrast,
+                                  progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    ok = [r for r in table if r["status"] == "ok"]
+    later = [r["seconds"] for r in ok[1:]]
+    per = f"; {sum(later) / len(later):.2f} s per scan after the first" if later else ""
+    print(f"regions: {len(ok)} of {len(table)} case(s) written to {args.out_dir}{per}; table: "
+          f"{Path(args.out_dir) / 'regions.csv'}")
+    return 0 if len(ok) == len(table) else 1

@@ -190,6 +190,47 @@ def test_cli_region_then_segment_end_to_end(tmp_path, capsys):
     assert "overwrite the input" in capsys.readouterr().err
 
 
+def test_cli_region_manifest_is_checked_whole_before_anything_runs(tmp_path, capsys):
+    """A manifest with problems on several lines: one error listing each with its line, no
+    output folder made; then the phantom case alone runs (the classical outline) and its table
+    carries no input path; misuse of the flags names the problem."""
+    t1, marrow = make_t1()
+    bmeviz.io.save_volume(t1, tmp_path / "t1.nii.gz")
+    x, y, z = _seed_mm()[0]
+    out = tmp_path / "regions"
+    (tmp_path / "bad.csv").write_text(
+        "case_id,image,seeds_mm\n"
+        f'p1,t1.nii.gz,"{x},{y},{z}"\n'
+        f'p1,t1.nii.gz,"{x},{y},{z}"\n'  # the same case_id again
+        f'../p3,t1.nii.gz,"{x},{y},{z}"\n'  # a case_id that is not a file name
+        f'p4,missing.nii.gz,"{x},{y},{z}"\n'
+        "p5,t1.nii.gz,1,2\n"  # two numbers
+        "p6,t1.nii.gz,\n")  # no clicks
+    assert main(["region", "--manifest", str(tmp_path / "bad.csv"), "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    for want in ("6 problem(s)", "line 3: case_id 'p1' is also on line 2", "line 4: case_id '../p3'",
+                 "line 5: image missing.nii.gz: no such file", "line 6: seeds_mm must be three numbers",
+                 "line 7: no clicks"):
+        assert want in err
+    assert not out.exists()
+    (tmp_path / "good.csv").write_text(f'case_id,image,seeds_mm\np1,t1.nii.gz,"{x},{y},{z}"\n')
+    assert main(["region", "--manifest", str(tmp_path / "good.csv"), "--out-dir", str(out)]) == 0
+    assert "1 of 1 case(s) written" in capsys.readouterr().out
+    img = nib.load(out / "p1_region.nii.gz")
+    assert np.allclose(img.affine, nib.load(tmp_path / "t1.nii.gz").affine)
+    assert _dice(np.asarray(img.dataobj).transpose(2, 1, 0) > 0, marrow) >= 0.9
+    table = (out / "regions.csv").read_text()
+    assert table.startswith("case_id,status,file,voxels,volume_ml") and ",ok,p1_region.nii.gz," in table
+    assert str(tmp_path) not in table
+    for argv, want in ((["region", str(tmp_path / "t1.nii.gz"), "--manifest", "good.csv", "--out-dir", "o"],
+                        "IMAGE belong in the manifest"),
+                       (["region", "--manifest", str(tmp_path / "good.csv")], "--manifest needs --out-dir"),
+                       (["region", str(tmp_path / "t1.nii.gz"), "--out-dir", "o"], "--out-dir goes with --manifest"),
+                       (["region", "--manifest", str(tmp_path / "no.csv"), "--out-dir", str(out)], "no such manifest")):
+        assert main(argv) == 2
+        assert want in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- real data
 @pytest.mark.parametrize("sid", ["1013"])
 def test_real_sij_t1_three_clicks(sid):

@@ -125,3 +125,50 @@ def test_unet_misuse_names_the_problem(tmp_path, monkeypatch):
         train_refiner(tmp_path, params=SMALL)
     assert main(["region-refiner", "--atlas", str(tmp_path), "--out", str(tmp_path / "r.joblib")]) != 0
     assert not (tmp_path / "r.joblib").exists()
+
+
+def test_a_cohort_manifest_gives_each_scan_the_region_of_a_single_call(target, outlined, trained, tmp_path):
+    """``bmeviz region --manifest``: 1013 by voxel clicks (the region of a single call, voxel for
+    voxel, on the STIR grid), a second user's clicks in RAS mm, and a click in air, which fails
+    alone and is recorded without the input's folder. The atlases and the refiner are read once."""
+    import csv
+
+    import nibabel as nib
+
+    import bmeviz
+    from helpers import shared
+
+    def region(path):
+        return bmeviz.load(path).array > 0
+
+    t1, manual, stir = target
+    atlas, _, refined = outlined
+    (tmp_path / "scans").mkdir()  # the manifest's paths are relative to it
+    for name in ("T1W", "STIR"):
+        (tmp_path / "scans" / f"1013_{name}.nii.gz").symlink_to(
+            shared("sij-stir-dev", "images", f"1013_{name}.nii.gz").resolve())
+    first = _clicks(t1, manual)
+    second = t1.index_to_ras(_clicks(t1, manual, perturb=int(TARGET)))
+    pts = lambda rows: "; ".join(",".join(f"{v:.3f}" for v in r) for r in rows)  # noqa: E731
+    air = first.copy()
+    air[1] = (first[1][0], 2, 2)  # a corner of the field of view
+    (tmp_path / "cases.csv").write_text(
+        "case_id,image,seeds,seeds_mm,on\n"
+        f'1013,scans/1013_T1W.nii.gz,"{pts(first)}",,scans/1013_STIR.nii.gz\n'
+        f'1013-user2,scans/1013_T1W.nii.gz,,"{pts(second)}",scans/1013_STIR.nii.gz\n'
+        f'air,scans/1013_T1W.nii.gz,"{pts(air)}",,scans/1013_STIR.nii.gz\n')
+    out = tmp_path / "regions"
+    code = main(["region", "--manifest", str(tmp_path / "cases.csv"), "--out-dir", str(out), "--atlas", str(atlas),
+                 "--refine", str(trained)])
+    assert code == 1  # one case failed; the others are written
+    rows = {r["case_id"]: r for r in csv.DictReader((out / "regions.csv").open())}
+    assert [rows[k]["status"] for k in ("1013", "1013-user2", "air")] == ["ok", "ok", "failed"]
+    assert "dark tissue" in rows["air"]["error"] and not (out / "air_region.nii.gz").exists()
+    text = (out / "regions.csv").read_text()
+    assert str(tmp_path) not in text and "shared" not in text  # no input folder in the table
+    img = nib.load(out / "1013_region.nii.gz")  # nibabel: it overlays the STIR
+    assert np.allclose(img.affine, nib.load(tmp_path / "scans" / "1013_STIR.nii.gz").affine, atol=1e-4)
+    assert np.array_equal(region(out / "1013_region.nii.gz"), refined.mask.array)
+    assert float(rows["1013"]["volume_ml"]) == pytest.approx(refined.info["volume_ml"], abs=1e-3)
+    assert rows["1013"]["atlases"].split() == refined.info["atlases"]
+    assert _dice(region(out / "1013-user2_region.nii.gz"), refined.mask.array) >= 0.92  # as in the test above
