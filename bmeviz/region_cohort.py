@@ -51,33 +51,25 @@ _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def _rows(path: Path) -> list[tuple[int, dict]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ParameterError(f"{path}: no such manifest") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ParameterError(f"{path}: cannot read the manifest ({type(exc).__name__}: {exc})") from None
-    reader = csv.reader(io.StringIO(text))
-    header, rows = None, []
-    for rec in reader:
-        if not rec or all(not c.strip() for c in rec) or rec[0].lstrip().startswith("#"):
-            continue
-        if header is None:
-            header = [c.strip().lower() for c in rec]
-            unknown = [c for c in header if c not in REGION_MANIFEST_COLUMNS]
-            if unknown:
-                raise ParameterError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))}; the columns are "
-                                     f"{', '.join(REGION_MANIFEST_COLUMNS)}")
-            missing = [c for c in ("case_id", "image") if c not in header]
-            if missing or not {"seeds_mm", "seeds"} & set(header):
-                raise ParameterError(f"{path}: the manifest needs the columns case_id, image and seeds_mm (RAS mm) "
-                                     f"or seeds (voxels); found {', '.join(header) or 'none'}")
-            continue
-        rows.append((reader.line_num, {k: v.strip() for k, v in zip(header, rec)}))
-    if not rows:
+    """The ``(line, {column: text})`` rows, read as ``bmeviz batch`` reads its manifests (comments,
+    blank lines, ``,``/``;``/tab; ``study_id`` is taken for ``case_id``), with the columns checked."""
+    from .batch.manifest import _read_rows
+
+    header, rows = _read_rows(path)
+    header = ["case_id" if c == "study_id" else c for c in header]
+    unknown = [c for c in header if c not in REGION_MANIFEST_COLUMNS]
+    if unknown:
+        raise ParameterError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))}; the columns are "
+                             f"{', '.join(REGION_MANIFEST_COLUMNS)}")
+    if "case_id" not in header or "image" not in header or not {"seeds_mm", "seeds"} & set(header):
+        raise ParameterError(f"{path}: the manifest needs the columns case_id, image and seeds_mm (RAS mm) or "
+                             f"seeds (voxels); found {', '.join(header) or 'none'}")
+    out = [(line, {("case_id" if k == "study_id" else k): (v if k == "__extra__" else str(v).strip())
+                   for k, v in raw.items()}) for line, raw in rows]
+    if not out:
         raise ParameterError(f"{path}: the manifest has no case (a header case_id,image,seeds_mm[,on] and one row "
                              "per scan)")
-    return rows
+    return out
 
 
 def _cases(path: Path) -> list[dict]:
@@ -88,6 +80,10 @@ def _cases(path: Path) -> list[dict]:
     cases, problems, seen = [], [], {}
     for line, raw in _rows(path):
         where = f"line {line}"
+        if "__extra__" in raw:
+            problems.append(f"{where}: more cells than the header (clicks or a path with commas? put them in "
+                            "double quotes)")
+            continue
         cid = raw.get("case_id", "")
         if not _SAFE.match(cid):
             problems.append(f"{where}: case_id {cid!r} must be letters, digits, '.', '_' or '-' (it names the file)")

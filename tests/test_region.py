@@ -191,7 +191,7 @@ def test_cli_region_then_segment_end_to_end(tmp_path, capsys):
 
 
 def test_cli_region_manifest_is_checked_whole_before_anything_runs(tmp_path, capsys):
-    """A manifest with problems on several lines: one error listing each with its line, no
+    """A manifest with problems on seven lines: one error listing each with its line, no
     output folder made; then the phantom case alone runs (the classical outline) and its table
     carries no input path; misuse of the flags names the problem."""
     t1, marrow = make_t1()
@@ -204,13 +204,14 @@ def test_cli_region_manifest_is_checked_whole_before_anything_runs(tmp_path, cap
         f'p1,t1.nii.gz,"{x},{y},{z}"\n'  # the same case_id again
         f'../p3,t1.nii.gz,"{x},{y},{z}"\n'  # a case_id that is not a file name
         f'p4,missing.nii.gz,"{x},{y},{z}"\n'
-        "p5,t1.nii.gz,1,2\n"  # two numbers
-        "p6,t1.nii.gz,\n")  # no clicks
+        'p5,t1.nii.gz,"1,2"\n'  # two numbers
+        "p6,t1.nii.gz,\n"  # no clicks
+        "p7,t1.nii.gz,1,2,3\n")  # clicks not quoted: more cells than columns
     assert main(["region", "--manifest", str(tmp_path / "bad.csv"), "--out-dir", str(out)]) == 2
     err = capsys.readouterr().err
-    for want in ("6 problem(s)", "line 3: case_id 'p1' is also on line 2", "line 4: case_id '../p3'",
+    for want in ("7 problem(s)", "line 3: case_id 'p1' is also on line 2", "line 4: case_id '../p3'",
                  "line 5: image missing.nii.gz: no such file", "line 6: seeds_mm must be three numbers",
-                 "line 7: no clicks"):
+                 "line 7: no clicks", "line 8: more cells than the header"):
         assert want in err
     assert not out.exists()
     (tmp_path / "good.csv").write_text(f'case_id,image,seeds_mm\np1,t1.nii.gz,"{x},{y},{z}"\n')
