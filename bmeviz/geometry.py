@@ -15,6 +15,10 @@ nearest neighbour (labels stay labels) with a warning that says so; when both vo
 know their DICOM FrameOfReferenceUID and the UIDs differ, the mask is refused (the
 patient's coordinates are not comparable without registration).
 
+The same image stored in another array orientation (rows, columns or slices in another order)
+is brought into a given one by transposes and flips only (:func:`orientation_like`,
+:func:`turned`, :func:`unturn`).
+
 >>> import numpy as np
 >>> from bmeviz import Volume
 >>> from bmeviz.geometry import same_grid, to_grid, grid_deviation
@@ -42,6 +46,7 @@ from .errors import InconsistentGeometryError, ParameterError, warn
 from .volume import Volume
 
 __all__ = [
+    "directions", "orientation_like", "turn", "unturn", "turned", "turned_index",
     "GRID_TOLERANCE_VOXELS",
     "grid_deviation",
     "same_grid",
@@ -250,3 +255,61 @@ def grid_notes() -> Iterator[list]:
         yield got
     finally:
         _NOTES.reset(token)
+
+
+# ----------------------------------------------------------------------------- array orientation
+# The same image can be stored with its rows, columns or slices in another order (another converter,
+# another vendor). orientation_like finds the transpose and flips that bring a volume's array axes
+# closest to given directions; turned applies them, exactly (no resampling), and unturn undoes them on
+# an array of the turned grid. Region assist turns a scan into its atlases' orientation this way.
+def directions(volume: Volume) -> np.ndarray:
+    a = np.asarray(volume.affine, float)[:3, :3]
+    return a / np.linalg.norm(a, axis=0)
+
+
+def orientation_like(volume: Volume, ref: np.ndarray) -> tuple | None:
+    """The transpose and flips (``(axes, flipped)``: per new axis, the old axis and whether it runs
+    backwards) that bring ``volume``'s array axes closest to the directions ``ref``; None if none
+    is needed."""
+    from itertools import permutations, product
+
+    d = directions(volume)
+    best = max(((axes, signs) for axes in permutations(range(3)) for signs in product((1, -1), repeat=3)),
+               key=lambda c: float(np.trace(ref.T @ (d[:, list(c[0])] * np.asarray(c[1])))))
+    if best == ((0, 1, 2), (1, 1, 1)):
+        return None
+    return best[0], tuple(s < 0 for s in best[1])
+
+
+def turn(a: np.ndarray, how: tuple) -> np.ndarray:
+    axes, flipped = how
+    out = np.transpose(np.asarray(a), axes)
+    flips = tuple(k for k, f in enumerate(flipped) if f)
+    return np.ascontiguousarray(np.flip(out, flips) if flips else out)
+
+
+def unturn(a: np.ndarray, how: tuple) -> np.ndarray:
+    axes, flipped = how
+    flips = tuple(k for k, f in enumerate(flipped) if f)
+    a = np.flip(a, flips) if flips else a
+    return np.ascontiguousarray(np.transpose(a, np.argsort(axes)))
+
+
+def turned(volume: Volume, how: tuple) -> Volume:
+    """``volume`` with its array turned (:func:`turn`) and its affine to match: the same image in
+    the world."""
+    axes, flipped = how
+    A = np.asarray(volume.affine, float)
+    B = np.eye(4)
+    B[:3, 3] = A[:3, 3]
+    for k, (ax, f) in enumerate(zip(axes, flipped)):
+        B[:3, k] = -A[:3, ax] if f else A[:3, ax]
+        if f:
+            B[:3, 3] += A[:3, ax] * (volume.shape[ax] - 1)
+    return Volume(turn(volume.array, how), B, volume.metadata)
+
+
+def turned_index(idx: np.ndarray, how: tuple, shape) -> np.ndarray:
+    axes, flipped = how
+    idx = np.atleast_2d(np.asarray(idx))
+    return np.stack([shape[ax] - 1 - idx[:, ax] if f else idx[:, ax] for ax, f in zip(axes, flipped)], 1)

@@ -7,17 +7,22 @@ regions of the atlases that matched best are fused. No trained model: SimpleITK
 registration only (:mod:`bmeviz.region_refine` can then redraw the border with a classifier
 trained on the same folder).
 
+A scan stored in another array orientation than the atlases' (rows, columns or slices in
+another order) is first turned into theirs by transposes and flips, and the region turned
+back (:func:`bmeviz.geometry.orientation_like`); so is an atlas stored otherwise than the
+folder's first (:mod:`bmeviz.region_atlas_files`, which reads the folders).
+
 Per atlas (all on intensities normalised by the 99th percentile):
 
 1. Start: the atlas's own clicks (the deepest bright point of each bone of its region,
    found automatically) are shifted onto the user's clicks (centre onto centre), with
    the rotation between the two scans' image frames; an exhaustive search (one SimpleITK
    run, a fraction of a second) of translations (LPS x and y +-15 mm in 5 mm steps, z +-6.6 mm) and
-   rotations about LPS z (-6, 0, +6 degrees; the SIJ scans here are near-axial, so that is
-   about the slice normal) on the coarsest level picks the start of best mutual information.
+   rotations about LPS z (-6, 0, +6 degrees; on these oblique-coronal SIJ scans not the slice
+   normal) on the coarsest level picks the start of best mutual information.
 2. Rigid, then affine registration (Mattes mutual information, sampled within
-   ``metric_mm`` of the clicks), level by level on the pyramid of ``shrink`` (8x, then 4x
-   in-plane; thick slices are not shrunk). The pyramid is built once per image, not by
+   ``metric_mm`` of the clicks), level by level on the pyramid of ``pyramid_mm`` (4.8-mm, then
+   2.4-mm pixels in-plane: 8x and 4x on the SIJ; thick slices are not shrunk). The pyramid is built once per image, not by
    SimpleITK in every stage: that cut the whole outline from about 11 s to 3 s.
 3. Ranking: the normalised cross-correlation between the warped atlas T1 and the
    scan within the warped region widened by ``rank_mm``; it needs no truth on the scan.
@@ -49,16 +54,23 @@ drawn region; registration of other patients on 25 thick slices sometimes goes w
 
 from __future__ import annotations
 
-import csv
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from .errors import BmevizError, ParameterError, warn
+from .errors import ParameterError, warn
+from .geometry import directions, orientation_like, turned, turned_index, unturn
+from .region_atlas_files import (  # noqa: F401  (IMAGE_SUFFIX, REGION_SUFFIX: the folder's names, read here too)
+    IMAGE_SUFFIX,
+    REGION_SUFFIX,
+    Atlas,
+    _describe,
+    _is_target,
+    _target_keys,
+    load_atlases,
+)
 from .volume import Volume
 
 __all__ = ["Atlas", "load_atlases", "prepare_atlases", "atlas_probability", "atlas_outline", "ATLAS_PARAMS"]
@@ -96,250 +108,6 @@ ATLAS_PARAMS: dict[str, Any] = {
     "touch_mm": 5.0,  # a fused component is kept if within this distance of a click
     "threads": 2,  # atlases registered side by side (each on one SimpleITK thread: repeatable)
 }
-
-IMAGE_SUFFIX = "_T1W"
-REGION_SUFFIX = "_disease_region"
-_NII = (".nii.gz", ".nii")
-
-
-class Atlas(NamedTuple):
-    """One atlas: a name (file id), the T1 Volume, its bool region on the same grid, and the
-    image file (resolved; None for an atlas given as a Volume)."""
-
-    name: str
-    image: Volume
-    region: np.ndarray
-    path: str | None = None
-    prep: dict | None = None  # an atlas read from a file keeps its normalised image and clicks here (reused)
-
-
-# ----------------------------------------------------------------------------- loading
-_CACHE: dict[tuple, Atlas] = {}
-
-
-def _load_pair(name: str, image_path: Path, region_path: Path) -> Atlas:
-    from .geometry import same_grid
-    from .io import load
-
-    if not region_path.is_file():
-        raise ParameterError(f"atlas {image_path}: its region {region_path.name} is missing (each atlas image "
-                             f"<id>{IMAGE_SUFFIX}.nii.gz needs <id>{REGION_SUFFIX}.nii.gz beside it)")
-    key = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in (image_path, region_path))
-    if key in _CACHE:
-        return _CACHE[key]._replace(name=name)
-    vols = []
-    for p in (image_path, region_path):
-        try:
-            vols.append(load(p))
-        except BmevizError as exc:
-            raise ParameterError(f"atlas file {p} cannot be read: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - any reader failure is a bad atlas file
-            raise ParameterError(f"atlas file {p} cannot be read: {type(exc).__name__}: {exc}") from None
-    image, region = vols
-    if not same_grid(image, region):
-        raise ParameterError(f"atlas region {region_path} is not on the grid of its image {image_path.name} "
-                             f"(shapes {region.shape} / {image.shape}, or the affines differ): redraw or resample it")
-    mask = np.asarray(region.array) > 0
-    if not mask.any():
-        raise ParameterError(f"atlas region {region_path} is empty")
-    atlas = Atlas(name, image, mask, str(image_path.resolve()), {})
-    if len(_CACHE) > 32:
-        _CACHE.clear()
-    _CACHE[key] = atlas
-    return atlas
-
-
-def _strip(name: str) -> str:
-    for ext in _NII:
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name
-
-
-def load_atlases(atlas: Any) -> list[Atlas]:
-    """The atlases of a folder, a CSV manifest or a list of ``(Volume, mask)`` pairs.
-
-    Parameters
-    ----------
-    atlas : str, path, or sequence of (Volume, mask)
-        A folder of ``<id>_T1W.nii.gz`` with ``<id>_disease_region.nii.gz`` beside each;
-        a ``.csv`` with columns ``image`` and ``region`` (relative paths are relative to
-        the CSV); or pairs of a T1 Volume and its region (bool array or Volume on its grid).
-
-    Every atlas is given the array orientation of the first (transposes and flips only, see
-    :func:`_orientation`): a folder whose scans were stored with other row, column or slice
-    orders registers and trains as one.
-
-    Raises
-    ------
-    ParameterError
-        An empty folder, an image without its region, an unreadable file, a region not on
-        its image's grid, or an empty region; the message names the file.
-    """
-    out = _load_atlases(atlas)
-    ref = _directions(out[0].image)
-    return [out[0]] + [_oriented_atlas(a, _orientation(a.image, ref)) for a in out[1:]]
-
-
-def _load_atlases(atlas: Any) -> list[Atlas]:
-    """:func:`load_atlases` before the orientation."""
-    if isinstance(atlas, (str, os.PathLike)):
-        path = Path(atlas)
-        if path.is_dir():
-            images = sorted(p for p in path.iterdir() if _strip(p.name).endswith(IMAGE_SUFFIX) and p.is_file())
-            if not images:
-                raise ParameterError(f"atlas folder {path} holds no <id>{IMAGE_SUFFIX}.nii.gz image (with "
-                                     f"<id>{REGION_SUFFIX}.nii.gz beside it)")
-            out = []
-            for img in images:
-                sid = _strip(img.name)[: -len(IMAGE_SUFFIX)]
-                ext = img.name[len(_strip(img.name)):]
-                out.append(_load_pair(sid, img, img.with_name(f"{sid}{REGION_SUFFIX}{ext}")))
-            return out
-        if path.is_file() and path.suffix.lower() == ".csv":
-            try:
-                with open(path, newline="", encoding="utf-8") as fh:
-                    rows = list(csv.DictReader(fh))
-            except (OSError, UnicodeDecodeError, csv.Error) as exc:
-                raise ParameterError(f"atlas manifest {path} cannot be read: {exc}") from None
-            if not rows or not {"image", "region"} <= set(rows[0]):
-                raise ParameterError(f"atlas manifest {path} needs a header with columns image,region and one row "
-                                     "per atlas")
-            out = []
-            for i, row in enumerate(rows):
-                img, reg = (Path(row[k].strip()) for k in ("image", "region"))
-                img, reg = (p if p.is_absolute() else path.parent / p for p in (img, reg))
-                if not img.is_file():
-                    raise ParameterError(f"atlas manifest {path}, row {i + 2}: image {img} does not exist")
-                name = _strip(img.name)
-                out.append(_load_pair(name[: -len(IMAGE_SUFFIX)] if name.endswith(IMAGE_SUFFIX) else name, img, reg))
-            return out
-        raise ParameterError(f"atlas {path}: not a folder of atlases or a .csv manifest")
-    try:
-        pairs = list(atlas)
-    except TypeError:
-        raise ParameterError(f"atlas must be a folder, a CSV manifest or a list of (Volume, mask); got "
-                             f"{type(atlas).__name__}") from None
-    if not pairs:
-        raise ParameterError("atlas: the list of (Volume, mask) pairs is empty")
-    out = []
-    for i, pair in enumerate(pairs):
-        if isinstance(pair, Atlas):  # already loaded (bmeviz.region_refine trains on a folder's atlases)
-            out.append(pair)
-            continue
-        try:
-            image, region = pair
-        except (TypeError, ValueError):
-            raise ParameterError(f"atlas[{i}] must be a (Volume, mask) pair") from None
-        if not isinstance(image, Volume):
-            raise ParameterError(f"atlas[{i}]: the image must be a bmeviz.Volume; got {type(image).__name__}")
-        mask = np.asarray(region.array if isinstance(region, Volume) else region) > 0
-        if mask.shape != image.shape or not mask.any():
-            raise ParameterError(f"atlas[{i}]: the region must be a non-empty mask of shape {image.shape}; got "
-                                 f"shape {mask.shape}")
-        out.append(Atlas(f"atlas{i}", image, mask))
-    return out
-
-
-def _target_keys(volume: Volume) -> tuple[set[str], set[str]]:
-    """The scan's ids (file name without extension, and without ``_T1W``) and resolved files."""
-    ids, files = set(), set()
-    for f in volume.metadata.get("source_files") or []:
-        path = Path(str(f))
-        stem = _strip(path.name)
-        ids.add(stem[: -len(IMAGE_SUFFIX)] if stem.endswith(IMAGE_SUFFIX) else stem)
-        try:
-            files.add(str(path.resolve()))
-        except OSError:
-            pass
-    return ids, files
-
-
-def _is_target(atlas: Atlas, volume: Volume, keys: tuple[set[str], set[str]]) -> bool:
-    """The atlas is the scan itself: the same id, the same file, or the same voxel data."""
-    ids, files = keys
-    if atlas.name in ids or (atlas.path is not None and atlas.path in files):
-        return True
-    if atlas.image.shape != volume.shape or not np.allclose(atlas.image.affine, volume.affine, atol=1e-3):
-        return False
-    return bool(np.array_equal(np.asarray(atlas.image.array), np.asarray(volume.array)))
-
-
-# ----------------------------------------------------------------------------- orientation
-# Registration starts from the atlas's image axes laid on the scan's (the SIJ is prescribed along
-# the sacrum), and the refiner's U-Net learned slices in the atlases' array orientation. A scan
-# stored with another row, column or slice order (another converter, another vendor) is the same
-# image: it is turned into the atlases' orientation by transposes and flips only (exact, no
-# resampling), outlined, and the region turned back. Measured on SIJ 1013 before this: rows
-# flipped, slices flipped or rows and columns swapped gave Dice 0.25-0.31 instead of 0.77.
-def _directions(volume: Volume) -> np.ndarray:
-    a = np.asarray(volume.affine, float)[:3, :3]
-    return a / np.linalg.norm(a, axis=0)
-
-
-def _orientation(volume: Volume, ref: np.ndarray) -> tuple | None:
-    """The transpose and flips (``(axes, flipped)``: per new axis, the old axis and whether it runs
-    backwards) that bring ``volume``'s array axes closest to the directions ``ref``; None if none
-    is needed."""
-    from itertools import permutations, product
-
-    d = _directions(volume)
-    best = max(((axes, signs) for axes in permutations(range(3)) for signs in product((1, -1), repeat=3)),
-               key=lambda c: float(np.trace(ref.T @ (d[:, list(c[0])] * np.asarray(c[1])))))
-    if best == ((0, 1, 2), (1, 1, 1)):
-        return None
-    return best[0], tuple(s < 0 for s in best[1])
-
-
-def _turn(a: np.ndarray, how: tuple) -> np.ndarray:
-    axes, flipped = how
-    out = np.transpose(np.asarray(a), axes)
-    flips = tuple(k for k, f in enumerate(flipped) if f)
-    return np.ascontiguousarray(np.flip(out, flips) if flips else out)
-
-
-def _unturn(a: np.ndarray, how: tuple) -> np.ndarray:
-    axes, flipped = how
-    flips = tuple(k for k, f in enumerate(flipped) if f)
-    a = np.flip(a, flips) if flips else a
-    return np.ascontiguousarray(np.transpose(a, np.argsort(axes)))
-
-
-def _turned(volume: Volume, how: tuple) -> Volume:
-    """``volume`` with its array turned (:func:`_turn`) and its affine to match: the same image in
-    the world."""
-    axes, flipped = how
-    A = np.asarray(volume.affine, float)
-    B = np.eye(4)
-    B[:3, 3] = A[:3, 3]
-    for k, (ax, f) in enumerate(zip(axes, flipped)):
-        B[:3, k] = -A[:3, ax] if f else A[:3, ax]
-        if f:
-            B[:3, 3] += A[:3, ax] * (volume.shape[ax] - 1)
-    return Volume(_turn(volume.array, how), B, volume.metadata)
-
-
-def _turned_index(idx: np.ndarray, how: tuple, shape) -> np.ndarray:
-    axes, flipped = how
-    idx = np.atleast_2d(np.asarray(idx))
-    return np.stack([shape[ax] - 1 - idx[:, ax] if f else idx[:, ax] for ax, f in zip(axes, flipped)], 1)
-
-
-def _describe(how: tuple) -> dict:
-    return {"axes": [int(v) for v in how[0]], "flipped": [bool(v) for v in how[1]]}
-
-
-def _oriented_atlas(a: Atlas, how: tuple | None) -> Atlas:
-    if how is None:
-        return a
-    key = ("turned", how)
-    if a.prep is not None and key in a.prep:
-        return a.prep[key]
-    turned = Atlas(a.name, _turned(a.image, how), _turn(a.region, how), a.path, {} if a.prep is not None else None)
-    if a.prep is not None:
-        a.prep[key] = turned
-    return turned
-
 
 # ----------------------------------------------------------------------------- registration
 def _norm(sitk, volume: Volume):
@@ -579,11 +347,15 @@ def atlas_probability(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: in
     p = _atlas_params(params, n_best)
     t0 = time.perf_counter()
     atlases = load_atlases(atlas)
-    how = _orientation(volume, _directions(atlases[0].image))
+    # Registration starts from the atlas's image axes laid on the scan's (the SIJ is prescribed along the
+    # sacrum), and the refiner's U-Net learned slices in the atlases' array orientation: a scan stored with
+    # another row, column or slice order is turned into theirs, and back. Before (1013 rows or slices
+    # reversed, or rows and columns swapped): Dice 0.25-0.31 instead of 0.77.
+    how = orientation_like(volume, directions(atlases[0].image))
     if how is not None:  # in the atlases' array orientation, and back
-        fused, info = atlas_probability(_turned(volume, how), _turned_index(idx, how, volume.shape), atlases,
+        fused, info = atlas_probability(turned(volume, how), turned_index(idx, how, volume.shape), atlases,
                                         n_best=n_best, params=params, contrast=contrast)
-        return _unturn(fused, how), {**info, "reoriented": _describe(how)}
+        return unturn(fused, how), {**info, "reoriented": _describe(how)}
     keys = _target_keys(volume)
     excluded = [a.name for a in atlases if _is_target(a, volume, keys)]
     atlases = [a for a in atlases if a.name not in excluded]
@@ -708,11 +480,11 @@ def atlas_outline(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: int | 
     p = _atlas_params(params, n_best)
     t0 = time.perf_counter()
     atlases = load_atlases(atlas)
-    how = _orientation(volume, _directions(atlases[0].image))
+    how = orientation_like(volume, directions(atlases[0].image))
     if how is not None:  # in the atlases' array orientation (the U-Net learned its slices so), and back
-        mask, info = atlas_outline(_turned(volume, how), _turned_index(idx, how, volume.shape), atlases,
+        mask, info = atlas_outline(turned(volume, how), turned_index(idx, how, volume.shape), atlases,
                                    n_best=n_best, params=params, contrast=contrast, refine=refiner)
-        return _unturn(mask, how), {**info, "reoriented": _describe(how), "seconds": time.perf_counter() - t0}
+        return unturn(mask, how), {**info, "reoriented": _describe(how), "seconds": time.perf_counter() - t0}
     fused, info = atlas_probability(volume, idx, atlases, n_best=n_best, params=params, contrast=contrast)
     mask = _components_meeting(fused >= p["threshold"], _near(volume.shape, volume.spacing, idx, p["touch_mm"]))
     if not mask.any():

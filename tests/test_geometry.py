@@ -290,3 +290,29 @@ def test_batch_accepts_the_nudged_region(tmp_path):
     assert list(table["status"]) == ["ok"], table.to_string()
     prov = json.loads((tmp_path / "out" / "S" / "provenance.json").read_text())
     assert {n["mask"]: n["action"] for n in prov["params"]["grid"]}["region"] == "same grid within tolerance"
+
+
+def test_a_volume_turned_into_another_orientation_is_the_same_image_in_the_world():
+    """Every signed axis order of an oblique volume: orientation_like finds the transpose and flips
+    back to the original's directions, turned gives the original array and affine, each voxel
+    keeps its RAS position, and unturn undoes turn on the original grid."""
+    from itertools import permutations, product
+
+    from bmeviz.geometry import directions, orientation_like, turn, turned, turned_index, unturn
+
+    rng = np.random.default_rng(3)
+    vol = bmeviz.Volume(rng.random((5, 7, 9)).astype(np.float32), oblique_affine())
+    assert orientation_like(vol, directions(vol)) is None
+    idx = np.array([[0, 0, 0], [4, 6, 8], [2, 3, 1]])
+    for axes in permutations(range(3)):
+        for flips in product((False, True), repeat=3):
+            how = (axes, flips)
+            other = turned(vol, how)
+            assert np.allclose(other.index_to_ras(turned_index(idx, how, vol.shape)), vol.index_to_ras(idx))
+            back = orientation_like(other, directions(vol))
+            if axes == (0, 1, 2) and not any(flips):
+                assert back is None
+                continue
+            again = turned(other, back)
+            assert np.array_equal(again.array, vol.array) and np.allclose(again.affine, vol.affine)
+            assert np.array_equal(unturn(turn(vol.array, how), how), vol.array)
