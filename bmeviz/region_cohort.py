@@ -23,7 +23,8 @@ The manifest has one row per scan:
 
 The whole manifest is checked before anything runs (every problem with its line, in one
 :class:`~bmeviz.errors.ParameterError`). A scan that fails (unreadable, a click in dark
-tissue, ...) is recorded with its error and the others go on. ``DIR/regions.csv`` (written
+tissue, ...) is recorded with its error, a region an earlier run wrote under its name is
+removed, and the others go on. ``DIR/regions.csv`` (written
 atomically at the end, one row per case, no input paths) has the volume, the time (the whole
 case, and the outline alone), the atlases fused, their agreement and any warning or error.
 """
@@ -151,6 +152,8 @@ def regions_from_manifest(manifest: str | os.PathLike, out_dir: str | os.PathLik
     from .io._atomic import atomic_write_text
     from .region import region_from_seeds
 
+    if refine is not None and atlas is None:
+        raise ParameterError("refine needs atlas: the refiner redraws the border of the atlas region")
     path = Path(manifest)
     cases = _cases(path)
     out = Path(out_dir)
@@ -195,8 +198,10 @@ def regions_from_manifest(manifest: str | os.PathLike, out_dir: str | os.PathLik
                        agreement="" if info.get("agreement") is None else info["agreement"])
             msgs = [str(w.message) for w in caught if issubclass(w.category, BmevizWarning)]
             row["warning"] = _short(" | ".join(msgs), case, base)
-        except BmevizError as exc:
-            row.update(status="failed", error=_short(f"{type(exc).__name__}: {exc}", case, base))
+        except Exception as exc:  # noqa: BLE001 - one scan never stops the cohort; bad input is a BmevizError
+            what = "" if isinstance(exc, BmevizError) else "unexpected error, please report it: "
+            row.update(status="failed", error=_short(f"{what}{type(exc).__name__}: {exc}", case, base))
+            outputs[case["case_id"]].unlink(missing_ok=True)  # no region of an earlier run beside a failed row
         row["seconds"] = round(time.perf_counter() - t0, 2)
         table.append(row)
         say(f"{n}/{len(cases)} {case['case_id']}: " + (f"{row['volume_ml']} mL in {row['seconds']} s"

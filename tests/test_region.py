@@ -223,6 +223,13 @@ def test_cli_region_manifest_is_checked_whole_before_anything_runs(tmp_path, cap
     table = (out / "regions.csv").read_text()
     assert table.startswith("case_id,status,file,voxels,volume_ml") and ",ok,p1_region.nii.gz," in table
     assert str(tmp_path) not in table
+    # the same case made to fail (its image replaced by one it cannot read): its earlier region goes
+    (tmp_path / "broken.nii.gz").write_bytes(b"not a NIfTI")
+    (tmp_path / "good.csv").write_text(f'case_id,image,seeds_mm\np1,broken.nii.gz,"{x},{y},{z}"\n')
+    assert main(["region", "--manifest", str(tmp_path / "good.csv"), "--out-dir", str(out)]) == 1
+    assert "0 of 1 case(s) written" in capsys.readouterr().out and not (out / "p1_region.nii.gz").exists()
+    table = (out / "regions.csv").read_text()
+    assert ",failed," in table and "broken.nii.gz" in table and str(tmp_path) not in table
     for argv, want in ((["region", str(tmp_path / "t1.nii.gz"), "--manifest", "good.csv", "--out-dir", "o"],
                         "IMAGE belong in the manifest"),
                        (["region", "--manifest", str(tmp_path / "good.csv")], "--manifest needs --out-dir"),
