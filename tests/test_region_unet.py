@@ -4,7 +4,7 @@ region-refiner``): trained on the 6 real SIJ atlases other than 1013, then used 
 with a second user's clicks, and give the same weights when trained twice. Its file must read
 back unchanged. Without PyTorch, a clear ParameterError says how to install it.
 
-The real-data tests skip without ../shared/data. They take about 4 minutes: 6 atlas outlines
+The real-data tests skip without ../shared/data. They take about 7 minutes: 6 atlas outlines
 from the other five, then 1200 training steps.
 """
 
