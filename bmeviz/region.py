@@ -406,6 +406,10 @@ def _cli_region(args) -> int:
     from .cli import _triple, load_from_args
     from .io import load, save_mask
 
+    if args.atlas_best is not None and not args.atlas:
+        raise ParameterError("--atlas-best needs --atlas")
+    if args.refine and not args.atlas:
+        raise ParameterError("--refine needs --atlas: the refiner redraws the border of the atlas region")
     if args.manifest:
         return _cli_manifest(args)
     if args.out_dir:
@@ -422,10 +426,6 @@ def _cli_region(args) -> int:
     on = load(args.on) if args.on else None
     seeds = [_triple(s, "--seed") for s in args.seed or []]
     seeds_mm = [_triple(s, "--seed-mm") for s in args.seed_mm or []]
-    if args.atlas_best is not None and not args.atlas:
-        raise ParameterError("--atlas-best needs --atlas")
-    if args.refine and not args.atlas:
-        raise ParameterError("--refine needs --atlas: the refiner redraws the border of the atlas region")
     res = region_from_seeds(vol, seeds=seeds or None, seeds_mm=seeds_mm or None, contrast=args.contrast, on=on,
                             atlas=args.atlas, atlas_best=args.atlas_best, refine=args.refine)
     save_mask(res.mask.array, on if on is not None else vol, out)
@@ -452,10 +452,6 @@ def _cli_manifest(args) -> int:
                              "seeds,on), not on the command line")
     if not args.out_dir:
         raise ParameterError("--manifest needs --out-dir DIR")
-    if args.atlas_best is not None and not args.atlas:
-        raise ParameterError("--atlas-best needs --atlas")
-    if args.refine and not args.atlas:
-        raise ParameterError("--refine needs --atlas: the refiner redraws the border of the atlas region")
     table = regions_from_manifest(args.manifest, args.out_dir, atlas=args.atlas, atlas_best=args.atlas_best,
                                   refine=args.refine, contrast=args.contrast,
                                   progress=lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -62,9 +62,7 @@ import numpy as np
 
 from .errors import ParameterError, warn
 from .geometry import directions, orientation_like, turned, turned_index, unturn
-from .region_atlas_files import (  # noqa: F401  (IMAGE_SUFFIX, REGION_SUFFIX: the folder's names, read here too)
-    IMAGE_SUFFIX,
-    REGION_SUFFIX,
+from .region_atlas_files import (
     Atlas,
     _describe,
     _is_target,

@@ -166,10 +166,10 @@ def regions_from_manifest(manifest: str | os.PathLike, out_dir: str | os.PathLik
         raise ParameterError(f"the region(s) {', '.join(clash)} would overwrite an input; choose another --out-dir")
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda msg: None)
-    if refine is not None and not hasattr(refine, "apply"):  # read once, not once per scan
-        from .region_refine import load_refiner
+    if refine is not None:  # read once, not once per scan
+        from .region_refine import as_refiner
 
-        refine = load_refiner(refine)
+        refine = as_refiner(refine)
     if atlas is not None:  # read and prepared once, before the first scan: every scan costs its outline alone
         from .region_atlas import prepare_atlases
 
