@@ -32,7 +32,10 @@ Per atlas (all on intensities normalised by the 99th percentile):
 
 Fusion (of the ``n_best`` = 4 best): the probabilities are averaged with weights = the ranking correlation, the
 region is the mean >= 0.35 (``threshold``), only components that touch a click (within
-5 mm) are kept and holes are filled slice by slice.
+5 mm) are kept and holes are filled slice by slice. An atlas counts only where its own scan
+reaches (``fov``: its field of view is warped too); where none reaches, the nearest reached
+slice's value stands. Before (2026-12-03), an atlas said "no bone" beyond its slices, and the
+end slices of a scan that covers more of the joint than the atlases lost their bone.
 
 Atlases are given as a folder of ``<id>_T1W.nii.gz`` + ``<id>_disease_region.nii.gz``,
 a CSV manifest with ``image,region`` columns (paths relative to the CSV), or a list of
@@ -104,6 +107,9 @@ ATLAS_PARAMS: dict[str, Any] = {
     "agreement_warn": 0.4,  # warn when the fused atlases' regions agree less than this (mean pairwise Dice): on
     # the 7 SIJ scans 0.51-0.70 where the region reached Dice 0.71-0.82, 0.32 on the weakest (1234, 0.67)
     "touch_mm": 5.0,  # a fused component is kept if within this distance of a click
+    "fov": True,  # fusion counts an atlas only where its scan reaches (its field of view warped onto the scan);
+    # where none reaches, each voxel takes the fused value of the nearest reached slice. False: an atlas votes
+    # "no bone" beyond its field of view
     "threads": 2,  # atlases registered side by side (each on one SimpleITK thread: repeatable)
 }
 
@@ -231,6 +237,32 @@ def _demons(sitk, F, M, tx, p: dict):
     return sitk.CompositeTransform([tx, dt])
 
 
+def _fuse(probs, reaches, w: np.ndarray) -> np.ndarray:
+    """The weighted mean of the atlas probabilities (float32: tensordot went by float64, 10x slower). With
+    ``reaches`` (each atlas's field of view warped, 0-1), each voxel is the mean over the atlases that reach it;
+    voxels no atlas reaches take the value of the nearest reached slice in their column (else 0)."""
+    w = w / w.sum()
+    fused = np.zeros(probs[0].shape, np.float32)
+    for wi, pr in zip(w, probs):
+        fused += np.float32(wi) * pr
+    if reaches is None:
+        return fused
+    den = np.zeros(probs[0].shape, np.float32)
+    for wi, c in zip(w, reaches):
+        den += np.float32(wi) * c
+    ok = den > 1e-3
+    fused = np.where(ok, fused / np.maximum(den, np.float32(1e-3)), np.float32(0))
+    if ok.all() or not ok.any():
+        return np.clip(fused, 0, 1, out=fused)
+    z = np.arange(len(ok))[:, None, None]
+    below = np.maximum.accumulate(np.where(ok, z, -1), axis=0)  # the nearest reached slice at or before
+    above = np.flip(np.minimum.accumulate(np.flip(np.where(ok, z, len(ok)), 0), axis=0), 0)  # at or after
+    take = np.where((below >= 0) & ((above >= len(ok)) | (z - below <= above - z)), below, above)
+    has = (take >= 0) & (take < len(ok))
+    filled = np.take_along_axis(fused, np.clip(take, 0, len(ok) - 1), axis=0)
+    return np.clip(np.where(has, filled, 0), 0, 1).astype(np.float32)
+
+
 def _warp(sitk, src, ref, tx) -> np.ndarray:
     """``src`` (an atlas's normalised image or its region as float) resampled onto ``ref``."""
     return sitk.GetArrayFromImage(sitk.Resample(src, ref, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
@@ -306,6 +338,7 @@ def _prepare(sitk, a: Atlas, levels) -> dict:
     if "M" not in prep:
         prep["M"] = _norm(sitk, a.image)
         prep["R"] = to_sitk(a.image, a.region.astype(np.float32))
+        prep["O"] = to_sitk(a.image, np.ones(a.image.shape, np.float32))
         prep["centre"] = _lps(a.image, atlas_clicks(a.image, a.region)).mean(0)
     key = ("pyramid", tuple(levels))
     if key not in prep:
@@ -400,7 +433,7 @@ def atlas_probability(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: in
                 best = (score, aff)
         if best is None:
             return {"name": a.name, "ncc": -1.0, "error": error, "seconds": time.perf_counter() - ta}
-        return {"name": a.name, "ncc": best[0], "M": M, "R": R, "affine": best[1],
+        return {"name": a.name, "ncc": best[0], "M": M, "R": R, "O": prep["O"], "affine": best[1],
                 "seconds": time.perf_counter() - ta}
 
     def deform(r: dict) -> np.ndarray:
@@ -408,8 +441,9 @@ def atlas_probability(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: in
         # demons matches intensities: T1 atlases on a STIR scan keep their affine registration
         tx = r["affine"] if contrast == "stir" or not p["demons"] else _demons(sitk, F, r["M"], r["affine"], p)
         prob = _warp(sitk, r["R"], F, tx)
+        reach = _warp(sitk, r["O"], F, tx) if p["fov"] else None
         r["seconds"] += time.perf_counter() - td
-        return prob
+        return prob, reach
 
     # Each registration runs on one SimpleITK thread (with more, the metric's sums come in a
     # load-dependent order and a loaded machine gives another region); the atlases run side by
@@ -424,7 +458,7 @@ def atlas_probability(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: in
             if not chosen:
                 raise ParameterError("no atlas could be registered to this scan (check that the atlases are T1 scans "
                                      "of the same joint and the clicks are in the bones)")
-            probs = list(pool.map(deform, chosen))
+            probs, reaches = zip(*pool.map(deform, chosen))
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old_threads)
     weights = [r["ncc"] for r in chosen]
@@ -435,10 +469,7 @@ def atlas_probability(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: in
                    f"(their regions overlap at Dice {agreement:.2f}): the region is likely wrong in places; check it "
                    "slice by slice and correct it with the brush, or add atlases closer to this patient")
         warn(warning)
-    w = np.asarray(weights, float)
-    fused = np.zeros(volume.shape, np.float32)  # the weighted mean, in float32 (tensordot went by float64: 10x slower)
-    for wi, pr in zip(w / w.sum(), probs):
-        fused += np.float32(wi) * pr
+    fused = _fuse(probs, reaches if p["fov"] else None, np.asarray(weights, float))
     info = {
         "atlases": [r["name"] for r in chosen],
         "ranking": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
