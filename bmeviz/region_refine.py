@@ -84,6 +84,9 @@ REFINE_PARAMS: dict[str, Any] = {
     "unet_lr": 0.002,  # the peak learning rate (one-cycle schedule, AdamW)
     "unet_threads": 2,  # PyTorch threads (fixed: the weights and the region depend on it)
     "unet_flip": True,  # prediction: the mean of each slice and its mirror image
+    "unet_smooth_mm": 2.5,  # prediction: the net's probability smoothed across slices (Gaussian sigma, mm; the net
+    # sees a slice and its two neighbours, this ties the slices together). 7 SIJ scans (3.3-mm slices), the
+    # probabilities of the honest leave-one-out: mean Dice +0.002, every scan up (1001 0.897 -> 0.902); 0: off
     "unet_seed": 0,  # the seed of the initial weights and of the crops (another seed: another, equally good net)
 }
 
@@ -274,7 +277,9 @@ class Refiner:
 
             X, sd = net_input(volume.array, volume.spacing, fused, self.params)
             prob = unet_probability(self.models[0], X, volume.shape, volume.spacing, self.params)
-            return np.where(np.abs(sd) <= float(self.params["band_mm"]), prob, (sd > 0).astype(np.float32))
+            prob = np.where(np.abs(sd) <= float(self.params["band_mm"]), prob, (sd > 0).astype(np.float32))
+            s = float(self.params.get("unet_smooth_mm", 0.0)) / float(volume.spacing[0])  # files before: none
+            return ndi.gaussian_filter1d(prob, s, axis=0).astype(np.float32) if s > 0 else prob
         X, pts, sd = _features(volume.array, volume.spacing, fused, self.params, _step(self.params))
         prob = _predict(self.models, X, pts, sd, volume.spacing, self.params)
         s = float(self.params["smooth_mm"]) / float(np.mean(volume.spacing[1:]))
@@ -431,6 +436,9 @@ def train_refiner(atlas: Any, *, exclude: tuple | list = (), params: dict | None
         for k in ("unet_pixel_mm", "unet_crop_mm", "unet_lr"):
             if isinstance(p[k], bool) or not isinstance(p[k], (int, float)) or not p[k] > 0:
                 raise ParameterError(f"{k} must be a positive number; got {p[k]!r}")
+        v = p["unet_smooth_mm"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ParameterError(f"unet_smooth_mm must be a number from 0 (mm; 0: no smoothing); got {v!r}")
     ts = p["train_seeds"]
     if ts is not None and (isinstance(ts, (str, bytes)) or not hasattr(ts, "__len__") or not len(ts)
                            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in ts)):

@@ -106,6 +106,15 @@ def test_unet_on_phantoms_is_repeatable_and_reads_back(tmp_path):
     told = region_from_seeds(t1, seeds=seeds, atlas=tmp_path, refine=back, params={"demons": True}).info
     assert used["demons"] is False and told["atlas_params"]["demons"] is True
     assert not (back.probability(t1, fused) < 0.5)[fused >= 0.8].all()  # a probability, not the core forced in
+    # the probability is smoothed across slices by unet_smooth_mm; a file without it (before 2026-12-03): not
+    from scipy import ndimage as ndi
+
+    smooth = back.probability(t1, fused)
+    assert back.params["unet_smooth_mm"] == 2.5
+    del back.params["unet_smooth_mm"]
+    plain = back.probability(t1, fused)
+    assert np.allclose(smooth, ndi.gaussian_filter1d(plain, 2.5 / t1.spacing[0], axis=0), atol=1e-6)
+    assert not np.allclose(smooth, plain, atol=1e-3)
 
 
 def test_unet_misuse_names_the_problem(tmp_path, monkeypatch):
@@ -120,6 +129,8 @@ def test_unet_misuse_names_the_problem(tmp_path, monkeypatch):
             train_refiner(tmp_path, params={key: 0})
     with pytest.raises(ParameterError, match="unet_crop_mm must be a positive number"):
         train_refiner(tmp_path, params={"unet_crop_mm": -5})
+    with pytest.raises(ParameterError, match="unet_smooth_mm must be a number from 0"):
+        train_refiner(tmp_path, params={"unet_smooth_mm": -1})
     monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without PyTorch
     with pytest.raises(ParameterError, match=r"needs PyTorch.*bmeviz\[unet\].*boosting"):
         train_refiner(tmp_path, params=SMALL)
