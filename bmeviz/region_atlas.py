@@ -52,7 +52,7 @@ wrong in places.
 Measured on 7 SIJ scans, leave-one-out, in ``docs/region.md``: mean Dice 0.77 against the
 manual regions with the demons (the classical outline: 0.36), 5-6 s per scan, but far from a
 drawn region; registration of other patients on 25 thick slices sometimes goes wrong (1234:
-0.66), which the ranking only partly catches. With a U-Net refiner (no demons): 0.883 in 3 s.
+0.66), which the ranking only partly catches. With a U-Net refiner (no demons): 0.909 in 3 s.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ models (``model``):
 - ``'unet'`` (the default; :mod:`bmeviz.region_unet`, needs PyTorch): a small 2D U-Net over
   the T1 (the slice and its neighbours), the atlas probability and the signed distance to the
   atlas region. Measured on the 7 SIJ scans, leave-one-out with the refiner trained without the
-  scan (``docs/region.md``): mean Dice 0.897 against 0.70 for the atlas region it starts from
-  (0.883 with 600 training steps instead of 1200). Training takes about 3 min after the
+  scan (``docs/region.md``): mean Dice 0.909 against 0.72 for the atlas region it starts from
+  (0.883 with 600 training steps instead of 1200, 0.897 before the fusion counted each atlas only
+  where its scan reaches and before ``unet_smooth_mm``). Training takes about 3 min after the
   outlines on 2 cores; applying it about 1.5 s.
 - ``'boosting'`` (scikit-learn only): a gradient-boosted voxel classifier
   (``HistGradientBoostingClassifier``) over the T1 relative to the marrow under the atlas

@@ -15,10 +15,12 @@ crops get left-right flips and a random T1 gain. Prediction averages each slice 
 image. It runs with PyTorch on the CPU, with a fixed seed and a fixed thread count
 (``unet_threads``): the same folder and parameters give the same weights.
 
-Measured leave-one-out on the 7 SIJ T1 scans (docs/region.md): mean Dice 0.897 with 1200
-training steps (0.883 with 600) against 0.82 for the boosting refiner and 0.70-0.76 for the
-atlas region. That takes about 3 min of training on 2 cores (1200 steps) and 1.5 s to apply. The weights are kept as NumPy arrays, so a file can be read without
-PyTorch; applying it needs PyTorch.
+Measured leave-one-out on the 7 SIJ T1 scans (docs/region.md): mean Dice 0.909 with 1200
+training steps, the probability smoothed across slices (``unet_smooth_mm``, applied by the
+:class:`~bmeviz.region_refine.Refiner`) and the atlases fused where they reach (0.883 with 600
+steps and neither) against 0.82 for the boosting refiner and 0.70-0.76 for the atlas region.
+That takes about 3 min of training on 2 cores (1200 steps) and 1.5 s to apply. The weights are
+kept as NumPy arrays, so a file can be read without PyTorch; applying it needs PyTorch.
 """
 
 from __future__ import annotations
