@@ -436,7 +436,7 @@ def atlas_probability(volume: Volume, idx: np.ndarray, atlas: Any, *, n_best: in
         return {"name": a.name, "ncc": best[0], "M": M, "R": R, "O": prep["O"], "affine": best[1],
                 "seconds": time.perf_counter() - ta}
 
-    def deform(r: dict) -> np.ndarray:
+    def deform(r: dict) -> tuple[np.ndarray, np.ndarray | None]:
         td = time.perf_counter()
         # demons matches intensities: T1 atlases on a STIR scan keep their affine registration
         tx = r["affine"] if contrast == "stir" or not p["demons"] else _demons(sitk, F, r["M"], r["affine"], p)
